@@ -36,6 +36,35 @@ type Host struct {
 
 	// TokenHash is the SHA-256 (hex) of the host's boot token. Never rendered.
 	TokenHash string `json:"-"`
+	// CallbackHash is the SHA-256 (hex) of the current attempt's one-time
+	// callback token. Never rendered.
+	CallbackHash string `json:"-"`
+	// LastCallback is the event the current attempt's callback applied ("" if
+	// none yet); a repeated identical callback is then a no-op.
+	LastCallback Event `json:"last_callback,omitempty"`
+}
+
+// Record is one audit event: a state change or an admin action on a host.
+type Record struct {
+	ID        int64     `json:"id"`
+	Host      string    `json:"host"`                 // "node01"
+	Actor     string    `json:"actor"`                // "admin", "boot", "callback", "system"
+	Event     Event     `json:"event"`                // "reimage"; "" for non-lifecycle changes
+	Action    string    `json:"action,omitempty"`     // "create", "update", "delete", "token-rotate"
+	From      State     `json:"from,omitempty"`       // "ready"
+	To        State     `json:"to,omitempty"`         // "reimage"
+	Attempt   int       `json:"attempt,omitempty"`    // 1
+	Reason    string    `json:"reason,omitempty"`     // free text, no secrets
+	RequestID string    `json:"request_id,omitempty"` // X-Request-ID of the call
+	Time      time.Time `json:"time"`
+}
+
+// APIToken is an admin API credential. Only its hash is stored.
+type APIToken struct {
+	Name      string    `json:"name"` // "admin"
+	Hash      string    `json:"-"`    // SHA-256 hex
+	Role      string    `json:"role"` // "admin"
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Inventory is what a host reported about itself when it booted.
