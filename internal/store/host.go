@@ -1,0 +1,394 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bootpilot/bootpilot/internal/host"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// HostFilter selects hosts for ListHosts. Zero fields match everything.
+type HostFilter struct {
+	State   host.State // only hosts in this state
+	Profile string     // only hosts using this profile
+	After   string     // only hosts whose name sorts after this (a page cursor)
+	Limit   int        // at most this many; 0: no limit
+}
+
+// chunk bounds the number of placeholders in one IN list.
+const chunk = 500
+
+// normalizeMACs lower-cases macs and drops duplicates, keeping the order.
+func normalizeMACs(macs []string) []string {
+	out := make([]string, 0, len(macs))
+	for _, m := range macs {
+		m = strings.ToLower(strings.TrimSpace(m))
+		if m != "" && !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func insertMACs(tx *gorm.DB, name string, macs []string) error {
+	if len(macs) == 0 {
+		return nil
+	}
+	rows := make([]hostMACRow, len(macs))
+	for i, m := range macs {
+		rows[i] = hostMACRow{MAC: m, HostName: name, Position: i}
+	}
+	if err := dbErr(tx.Create(&rows).Error); err != nil {
+		return fmt.Errorf("store: host %s: add MACs: %w", name, err)
+	}
+	return nil
+}
+
+func insertRecords(tx *gorm.DB, name string, at time.Time, recs []host.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	rows := make([]eventRow, len(recs))
+	for i, r := range recs {
+		if r.Host == "" {
+			r.Host = name
+		}
+		if r.Time.IsZero() {
+			r.Time = at
+		}
+		rows[i] = toEventRow(r)
+	}
+	if err := dbErr(tx.Create(&rows).Error); err != nil {
+		return fmt.Errorf("store: host %s: add events: %w", name, err)
+	}
+	return nil
+}
+
+// macsOf returns the MACs of the named hosts, in their stored order.
+func macsOf(tx *gorm.DB, names []string) (map[string][]string, error) {
+	out := make(map[string][]string, len(names))
+	for start := 0; start < len(names); start += chunk {
+		part := names[start:min(start+chunk, len(names))]
+		var rows []hostMACRow
+		q := tx.Order("host_name, position")
+		if len(part) == 1 {
+			q = q.Where("host_name = ?", part[0])
+		} else {
+			q = q.Where("host_name IN ?", part)
+		}
+		if err := q.Find(&rows).Error; err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[r.HostName] = append(out[r.HostName], r.MAC)
+		}
+	}
+	return out, nil
+}
+
+// withMACs converts rows to hosts with their MACs, loaded in as few queries
+// as possible.
+func withMACs(tx *gorm.DB, rows []hostRow) ([]host.Host, error) {
+	names := make([]string, len(rows))
+	for i, r := range rows {
+		names[i] = r.Name
+	}
+	macs, err := macsOf(tx, names)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]host.Host, len(rows))
+	for i, r := range rows {
+		out[i] = r.toHost(macs[r.Name])
+	}
+	return out, nil
+}
+
+// CreateHost stores a new host with version 1 and rec as its audit event,
+// in one transaction. It returns host.ErrConflict when the name or one of
+// the MACs is taken.
+func (db *DB) CreateHost(ctx context.Context, h host.Host, rec host.Record) (host.Host, error) {
+	t := now()
+	h.MACs = normalizeMACs(h.MACs)
+	h.Version = 1
+	h.CreatedAt, h.UpdatedAt = t, t
+	h.Deadline = timeVal(timePtr(h.Deadline))
+	h.Inventory.SeenAt = timeVal(timePtr(h.Inventory.SeenAt))
+	row := toHostRow(h)
+	err := db.write(ctx, func(tx *gorm.DB) error {
+		if err := dbErr(tx.Create(&row).Error); err != nil {
+			return fmt.Errorf("store: create host %s: %w", h.Name, err)
+		}
+		if err := insertMACs(tx, h.Name, h.MACs); err != nil {
+			return err
+		}
+		return insertRecords(tx, h.Name, t, []host.Record{rec})
+	})
+	if err != nil {
+		return host.Host{}, err
+	}
+	return h, nil
+}
+
+// GetHost returns the named host, or host.ErrNotFound.
+func (db *DB) GetHost(ctx context.Context, name string) (host.Host, error) {
+	tx := db.read(ctx)
+	var row hostRow
+	if err := dbErr(tx.Where("name = ?", name).Take(&row).Error); err != nil {
+		return host.Host{}, fmt.Errorf("store: get host %s: %w", name, err)
+	}
+	hs, err := withMACs(tx, []hostRow{row})
+	if err != nil {
+		return host.Host{}, fmt.Errorf("store: get host %s: %w", name, err)
+	}
+	return hs[0], nil
+}
+
+// GetHostByMAC returns the host that has mac, or host.ErrNotFound.
+func (db *DB) GetHostByMAC(ctx context.Context, mac string) (host.Host, error) {
+	mac = strings.ToLower(strings.TrimSpace(mac))
+	tx := db.read(ctx)
+	var row hostRow
+	err := tx.Joins("JOIN host_macs ON host_macs.host_name = hosts.name").
+		Where("host_macs.mac = ?", mac).Take(&row).Error
+	if err := dbErr(err); err != nil {
+		return host.Host{}, fmt.Errorf("store: find host by MAC %s: %w", mac, err)
+	}
+	hs, err := withMACs(tx, []hostRow{row})
+	if err != nil {
+		return host.Host{}, fmt.Errorf("store: find host by MAC %s: %w", mac, err)
+	}
+	return hs[0], nil
+}
+
+// where applies f's conditions (not its limit) to q, on table t.
+func (f HostFilter) where(q *gorm.DB, t string) *gorm.DB {
+	if f.State != "" {
+		q = q.Where(t+".state = ?", string(f.State))
+	}
+	if f.Profile != "" {
+		q = q.Where(t+".profile = ?", f.Profile)
+	}
+	if f.After != "" {
+		q = q.Where(t+".name > ?", f.After)
+	}
+	return q
+}
+
+// ListHosts returns the hosts f selects, ordered by name, with their MACs,
+// in two queries.
+func (db *DB) ListHosts(ctx context.Context, f HostFilter) ([]host.Host, error) {
+	tx := db.read(ctx)
+	q := f.where(tx.Model(&hostRow{}), "hosts").Order("name")
+	if f.Limit > 0 {
+		q = q.Limit(f.Limit)
+	}
+	var rows []hostRow
+	if err := q.Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("store: list hosts: %w", dbErr(err))
+	}
+	if len(rows) == 0 {
+		return []host.Host{}, nil
+	}
+	var macs map[string][]string
+	if len(rows) <= chunk {
+		names := make([]string, len(rows))
+		for i, r := range rows {
+			names[i] = r.Name
+		}
+		m, err := macsOf(tx, names)
+		if err != nil {
+			return nil, fmt.Errorf("store: list hosts: %w", dbErr(err))
+		}
+		macs = m
+	} else {
+		// Many hosts: one query for the MACs of the hosts the same filter
+		// selects within the listed name range. A host added meanwhile is
+		// ignored below.
+		var mrows []hostMACRow
+		mq := f.where(tx.Model(&hostMACRow{}).Select("host_macs.*").
+			Joins("JOIN hosts ON hosts.name = host_macs.host_name"), "hosts").
+			Where("hosts.name >= ? AND hosts.name <= ?", rows[0].Name, rows[len(rows)-1].Name)
+		if err := mq.Find(&mrows).Error; err != nil {
+			return nil, fmt.Errorf("store: list hosts: %w", dbErr(err))
+		}
+		slices.SortFunc(mrows, func(a, b hostMACRow) int { return a.Position - b.Position })
+		macs = make(map[string][]string, len(rows))
+		for _, r := range mrows {
+			macs[r.HostName] = append(macs[r.HostName], r.MAC)
+		}
+	}
+	out := make([]host.Host, len(rows))
+	for i, r := range rows {
+		out[i] = r.toHost(macs[r.Name])
+	}
+	return out, nil
+}
+
+// UpdateHost is the one write path for every change to a host. In one
+// transaction it reads the host locked, calls fn with a copy, and, when fn
+// returns no error, writes every field back with the version bumped
+// (compare-and-set on the old version), replaces the MACs if they changed
+// and inserts the records fn returned (Host and Time filled in when empty).
+//
+// fn's error is returned unchanged and nothing is written. fn may run more
+// than once when the database resolves a deadlock by aborting the
+// transaction, so it must only change h and its own results. fn cannot
+// rename the host. UpdateHost returns host.ErrNotFound for an unknown host
+// and host.ErrConflict when a new MAC belongs to another host.
+func (db *DB) UpdateHost(ctx context.Context, name string, fn func(h *host.Host) ([]host.Record, error)) (host.Host, error) {
+	var out host.Host
+	err := db.write(ctx, func(tx *gorm.DB) error {
+		var row hostRow
+		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("name = ?", name).Take(&row).Error
+		if err := dbErr(err); err != nil {
+			return fmt.Errorf("store: update host %s: %w", name, err)
+		}
+		cur, err := withMACs(tx, []hostRow{row})
+		if err != nil {
+			return fmt.Errorf("store: update host %s: %w", name, dbErr(err))
+		}
+		old := cur[0]
+		h := old
+		h.MACs = slices.Clone(old.MACs)
+		h.DNS = slices.Clone(old.DNS)
+		recs, err := fn(&h)
+		if err != nil {
+			return err
+		}
+		if h.Name != name {
+			return host.Invalid("name", "a host cannot be renamed (%q to %q)", name, h.Name)
+		}
+		t := now()
+		h.MACs = normalizeMACs(h.MACs)
+		h.Version = old.Version + 1
+		h.CreatedAt, h.UpdatedAt = old.CreatedAt, t
+		h.Deadline = timeVal(timePtr(h.Deadline))
+		h.Inventory.SeenAt = timeVal(timePtr(h.Inventory.SeenAt))
+		res := tx.Model(&hostRow{}).Where("name = ? AND version = ?", name, old.Version).
+			Updates(toHostRow(h).columns())
+		if err := dbErr(res.Error); err != nil {
+			return fmt.Errorf("store: update host %s: %w", name, err)
+		}
+		if res.RowsAffected == 0 {
+			return fmt.Errorf("store: update host %s: version %d: %w", name, old.Version, host.ErrConflict)
+		}
+		if !slices.Equal(h.MACs, old.MACs) {
+			if err := tx.Where("host_name = ?", name).Delete(&hostMACRow{}).Error; err != nil {
+				return fmt.Errorf("store: update host %s: %w", name, dbErr(err))
+			}
+			if err := insertMACs(tx, name, h.MACs); err != nil {
+				return err
+			}
+		}
+		if err := insertRecords(tx, name, t, recs); err != nil {
+			return err
+		}
+		out = h
+		return nil
+	})
+	if err != nil {
+		return host.Host{}, err
+	}
+	return out, nil
+}
+
+// DeleteHost deletes the host and its MACs and stores rec; the host's
+// earlier events are kept. It returns host.ErrNotFound for an unknown host.
+func (db *DB) DeleteHost(ctx context.Context, name string, rec host.Record) error {
+	return db.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Where("name = ?", name).Delete(&hostRow{})
+		if err := dbErr(res.Error); err != nil {
+			return fmt.Errorf("store: delete host %s: %w", name, err)
+		}
+		if res.RowsAffected == 0 {
+			return fmt.Errorf("store: delete host %s: %w", name, host.ErrNotFound)
+		}
+		if err := tx.Where("host_name = ?", name).Delete(&hostMACRow{}).Error; err != nil {
+			return fmt.Errorf("store: delete host %s: %w", name, dbErr(err))
+		}
+		return insertRecords(tx, name, now(), []host.Record{rec})
+	})
+}
+
+// SetInventory records what the host reported at boot. It neither bumps the
+// version nor writes an event. It returns host.ErrNotFound for an unknown
+// host.
+func (db *DB) SetInventory(ctx context.Context, name string, inv host.Inventory) error {
+	return db.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&hostRow{}).Where("name = ?", name).Updates(map[string]any{
+			"inv_mac":      strings.ToLower(inv.MAC),
+			"inv_uuid":     inv.UUID,
+			"inv_serial":   inv.Serial,
+			"inv_asset":    inv.Asset,
+			"inv_arch":     inv.Arch,
+			"inv_platform": inv.Platform,
+			"inv_seen_at":  timePtr(inv.SeenAt),
+		})
+		if err := dbErr(res.Error); err != nil {
+			return fmt.Errorf("store: set inventory of %s: %w", name, err)
+		}
+		if res.RowsAffected == 0 {
+			return fmt.Errorf("store: set inventory of %s: %w", name, host.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// Events returns the host's audit events, newest first; limit <= 0 returns
+// all of them. A host without events (or an unknown one) has none.
+func (db *DB) Events(ctx context.Context, name string, limit int) ([]host.Record, error) {
+	q := db.read(ctx).Where("host_name = ?", name).Order("id DESC")
+	if limit > 0 {
+		q = q.Limit(limit)
+	}
+	var rows []eventRow
+	if err := q.Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("store: events of %s: %w", name, dbErr(err))
+	}
+	out := make([]host.Record, len(rows))
+	for i, r := range rows {
+		out[i] = r.toRecord()
+	}
+	return out, nil
+}
+
+// ExpiredHosts returns the hosts installing or cleaning whose deadline is
+// before now, ordered by name.
+func (db *DB) ExpiredHosts(ctx context.Context, now time.Time) ([]host.Host, error) {
+	tx := db.read(ctx)
+	var rows []hostRow
+	err := tx.Where("state IN ? AND deadline IS NOT NULL AND deadline < ?",
+		[]string{string(host.StateInstalling), string(host.StateCleaning)}, utc(now)).
+		Order("name").Find(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("store: expired hosts: %w", dbErr(err))
+	}
+	out, err := withMACs(tx, rows)
+	if err != nil {
+		return nil, fmt.Errorf("store: expired hosts: %w", dbErr(err))
+	}
+	return out, nil
+}
+
+// CountHosts returns the number of hosts in each state that has any.
+func (db *DB) CountHosts(ctx context.Context) (map[host.State]int, error) {
+	var rows []struct {
+		State string
+		N     int
+	}
+	err := db.read(ctx).Model(&hostRow{}).Select("state, COUNT(*) AS n").Group("state").Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("store: count hosts: %w", dbErr(err))
+	}
+	out := make(map[host.State]int, len(rows))
+	for _, r := range rows {
+		out[host.State(r.State)] = r.N
+	}
+	return out, nil
+}

@@ -1,0 +1,201 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// migration is one schema change. Migrations are applied in order, each
+// exactly once, and recorded in schema_migrations. On MySQL, DDL commits
+// implicitly, so up must be idempotent (create only what is missing).
+type migration struct {
+	version int
+	name    string
+	up      func(tx *gorm.DB) error
+}
+
+// migrations is the schema's history. Append only; never edit a released
+// migration.
+var migrations = []migration{
+	{1, "create hosts, host_macs, profiles, events, api_tokens", migrateV1},
+}
+
+// SchemaVersion is the schema version this build migrates to.
+var SchemaVersion = migrations[len(migrations)-1].version
+
+type schemaMigrationRow struct {
+	Version   int       `gorm:"primaryKey;autoIncrement:false"`
+	AppliedAt time.Time `gorm:"precision:6;not null"`
+}
+
+func (schemaMigrationRow) TableName() string { return "schema_migrations" }
+
+// migrate applies pending migrations. Replicas starting together are
+// serialized: on SQLite by running everything in one immediate (write-locked)
+// transaction, on MySQL by the named lock bootpilot_migrate.
+func (db *DB) migrate(ctx context.Context) error {
+	if db.driver == DriverSQLite {
+		if err := db.write(ctx, func(tx *gorm.DB) error { return applyMigrations(tx) }); err != nil {
+			return fmt.Errorf("store: migrate: %w", err)
+		}
+		return nil
+	}
+	sqlDB, err := db.gdb.DB()
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	defer conn.Close()
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK('bootpilot_migrate', 30)").Scan(&got); err != nil {
+		return fmt.Errorf("store: migrate: lock: %w", err)
+	}
+	if !got.Valid || got.Int64 != 1 {
+		return fmt.Errorf("store: migrate: another replica held the migration lock for 30s")
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK('bootpilot_migrate')")
+	tx := db.gdb.WithContext(ctx).Set("gorm:table_options", "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+	if err := applyMigrations(tx); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	return nil
+}
+
+func applyMigrations(tx *gorm.DB) error {
+	if err := createMissing(tx, &schemaMigrationRow{}); err != nil {
+		return err
+	}
+	var applied []int
+	if err := tx.Model(&schemaMigrationRow{}).Pluck("version", &applied).Error; err != nil {
+		return fmt.Errorf("read schema_migrations: %w", err)
+	}
+	done := map[int]bool{}
+	for _, v := range applied {
+		done[v] = true
+	}
+	for _, m := range migrations {
+		if done[m.version] {
+			continue
+		}
+		if err := m.up(tx); err != nil {
+			return fmt.Errorf("v%d (%s): %w", m.version, m.name, err)
+		}
+		if err := tx.Create(&schemaMigrationRow{Version: m.version, AppliedAt: now()}).Error; err != nil {
+			return fmt.Errorf("record v%d: %w", m.version, err)
+		}
+	}
+	return nil
+}
+
+// createMissing creates the tables of models that do not exist yet.
+func createMissing(tx *gorm.DB, models ...any) error {
+	for _, m := range models {
+		if tx.Migrator().HasTable(m) {
+			continue
+		}
+		if err := tx.Migrator().CreateTable(m); err != nil {
+			return fmt.Errorf("create table: %w", err)
+		}
+	}
+	return nil
+}
+
+func migrateV1(tx *gorm.DB) error {
+	return createMissing(tx, &v1HostRow{}, &v1HostMACRow{}, &v1ProfileRow{}, &v1EventRow{}, &v1APITokenRow{})
+}
+
+// The schema as of v1, frozen: later changes go into new migrations.
+
+type v1HostRow struct {
+	Name             string `gorm:"primaryKey;size:63"`
+	IPv4             string `gorm:"column:ipv4;size:64;not null"`
+	Gateway          string `gorm:"size:64;not null"`
+	DNS              string `gorm:"column:dns;size:1024;not null"`
+	IPv6             string `gorm:"column:ipv6;size:64;not null"`
+	Gateway6         string `gorm:"column:gateway6;size:64;not null"`
+	VLAN             int    `gorm:"column:vlan;not null"`
+	Hostname         string `gorm:"size:255;not null"`
+	Domain           string `gorm:"size:255;not null"`
+	Profile          string `gorm:"size:63;not null;index"`
+	CleanThenInstall bool   `gorm:"not null"`
+
+	State    string     `gorm:"size:16;not null;index:idx_hosts_state_deadline,priority:1"`
+	Attempt  int        `gorm:"not null"`
+	Deadline *time.Time `gorm:"precision:6;index:idx_hosts_state_deadline,priority:2"`
+	Version  int64      `gorm:"not null"`
+
+	InvMAC      string     `gorm:"column:inv_mac;size:17;not null"`
+	InvUUID     string     `gorm:"column:inv_uuid;size:64;not null"`
+	InvSerial   string     `gorm:"column:inv_serial;size:255;not null"`
+	InvAsset    string     `gorm:"column:inv_asset;size:255;not null"`
+	InvArch     string     `gorm:"column:inv_arch;size:32;not null"`
+	InvPlatform string     `gorm:"column:inv_platform;size:32;not null"`
+	InvSeenAt   *time.Time `gorm:"column:inv_seen_at;precision:6"`
+
+	TokenHash    string `gorm:"size:64;not null"`
+	CallbackHash string `gorm:"size:64;not null"`
+	LastCallback string `gorm:"size:16;not null"`
+
+	CreatedAt time.Time `gorm:"precision:6;not null"`
+	UpdatedAt time.Time `gorm:"precision:6;not null"`
+}
+
+func (v1HostRow) TableName() string { return "hosts" }
+
+type v1HostMACRow struct {
+	MAC      string `gorm:"column:mac;primaryKey;size:17"`
+	HostName string `gorm:"size:63;not null;index"`
+	Position int    `gorm:"not null"`
+}
+
+func (v1HostMACRow) TableName() string { return "host_macs" }
+
+type v1ProfileRow struct {
+	Name        string    `gorm:"primaryKey;size:63"`
+	Kernel      string    `gorm:"size:2048;not null"`
+	Initrds     string    `gorm:"type:text;not null"`
+	Cmdline     string    `gorm:"type:text;not null"`
+	Installer   string    `gorm:"size:32;not null"`
+	Config      string    `gorm:"type:mediumtext;not null"`
+	FlipOnServe bool      `gorm:"not null"`
+	Image       string    `gorm:"size:2048;not null"`
+	ImageSHA256 string    `gorm:"column:image_sha256;size:64;not null"`
+	TargetDisk  string    `gorm:"size:128;not null"`
+	CleanMethod string    `gorm:"size:32;not null"`
+	CreatedAt   time.Time `gorm:"precision:6;not null"`
+	UpdatedAt   time.Time `gorm:"precision:6;not null"`
+}
+
+func (v1ProfileRow) TableName() string { return "profiles" }
+
+type v1EventRow struct {
+	ID        int64     `gorm:"primaryKey;autoIncrement"`
+	HostName  string    `gorm:"size:63;not null;index:idx_events_host_id,priority:1"`
+	Actor     string    `gorm:"size:64;not null"`
+	Event     string    `gorm:"size:16;not null"`
+	Action    string    `gorm:"size:32;not null"`
+	FromState string    `gorm:"size:16;not null"`
+	ToState   string    `gorm:"size:16;not null"`
+	Attempt   int       `gorm:"not null"`
+	Reason    string    `gorm:"type:text;not null"`
+	RequestID string    `gorm:"size:128;not null"`
+	Time      time.Time `gorm:"precision:6;not null;index"`
+}
+
+func (v1EventRow) TableName() string { return "events" }
+
+type v1APITokenRow struct {
+	Name      string    `gorm:"primaryKey;size:63"`
+	Hash      string    `gorm:"size:64;not null;uniqueIndex"`
+	Role      string    `gorm:"size:32;not null"`
+	CreatedAt time.Time `gorm:"precision:6;not null"`
+}
+
+func (v1APITokenRow) TableName() string { return "api_tokens" }

@@ -1,0 +1,284 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/glebarez/sqlite"
+	mysqldrv "github.com/go-sql-driver/mysql"
+	"gorm.io/driver/mysql"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// The drivers Driver reports.
+const (
+	DriverSQLite = "sqlite"
+	DriverMySQL  = "mysql"
+)
+
+// DB is bootpilot's database. It is safe for concurrent use.
+type DB struct {
+	gdb    *gorm.DB
+	driver string
+
+	// writeMu serializes write transactions inside this process on SQLite,
+	// which has a single writer anyway: waiting on a mutex is cheaper and
+	// fairer than SQLite's busy-timeout polling. Other processes on the same
+	// file are still kept out by SQLite's own lock.
+	writeMu sync.Mutex
+}
+
+// Open opens the database named by dsn and applies pending migrations.
+//
+// dsn is one of:
+//   - "sqlite:/path/to/bootpilot.db", or a plain path ending in ".db" or
+//     ".sqlite": SQLite with WAL, a busy timeout and immediate transactions;
+//   - "mysql://user:pass@host:3306/db?params": MySQL or MariaDB;
+//   - a go-sql-driver DSN such as "user:pass@tcp(host:3306)/db?params".
+//
+// MySQL connections always use parseTime, UTC and utf8mb4.
+func Open(ctx context.Context, dsn string) (*DB, error) {
+	driver, conn, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &gorm.Config{
+		Logger:                 logger.Default.LogMode(logger.Silent), // never log SQL: rows carry token hashes
+		NowFunc:                now,
+		TranslateError:         true,
+		SkipDefaultTransaction: true, // every multi-statement write has its own explicit transaction
+	}
+	var dial gorm.Dialector
+	if driver == DriverSQLite {
+		dial = sqlite.Open(conn)
+	} else {
+		dial = mysql.New(mysql.Config{DSN: conn})
+	}
+	gdb, err := gorm.Open(dial, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", driver, err)
+	}
+	sqlDB, err := gdb.DB()
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", driver, err)
+	}
+	if driver == DriverSQLite {
+		// WAL lets readers run beside the one writer.
+		n := max(4, 2*runtime.GOMAXPROCS(0))
+		sqlDB.SetMaxOpenConns(n)
+		sqlDB.SetMaxIdleConns(n)
+	} else {
+		sqlDB.SetMaxOpenConns(32)
+		sqlDB.SetMaxIdleConns(32)
+		sqlDB.SetConnMaxLifetime(5 * time.Minute)
+		sqlDB.SetConnMaxIdleTime(time.Minute)
+	}
+	db := &DB{gdb: gdb, driver: driver}
+	if err := db.Ping(ctx); err != nil {
+		sqlDB.Close()
+		return nil, err
+	}
+	if err := db.migrate(ctx); err != nil {
+		sqlDB.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// parseDSN returns the driver and the driver-level connection string for dsn.
+func parseDSN(dsn string) (driver, conn string, err error) {
+	switch {
+	case dsn == "":
+		return "", "", host.Invalid("db", "no database given")
+	case strings.HasPrefix(dsn, "sqlite:"):
+		return sqliteDSN(strings.TrimPrefix(dsn, "sqlite:"))
+	case strings.HasPrefix(dsn, "mysql://"):
+		c, err := mysqlURL(dsn)
+		if err != nil {
+			return "", "", err
+		}
+		return DriverMySQL, c, nil
+	case strings.HasSuffix(dsn, ".db") || strings.HasSuffix(dsn, ".sqlite") || strings.HasSuffix(dsn, ".sqlite3"):
+		return sqliteDSN(dsn)
+	}
+	cfg, err := mysqldrv.ParseDSN(dsn)
+	if err != nil {
+		return "", "", host.Invalid("db", "%s is neither sqlite:PATH, a .db file, mysql://… nor a MySQL DSN", redact(dsn))
+	}
+	return DriverMySQL, mysqlConfig(cfg).FormatDSN(), nil
+}
+
+func sqliteDSN(path string) (string, string, error) {
+	path = strings.TrimPrefix(path, "//") // tolerate sqlite:///abs/path
+	if path == "" || strings.ContainsAny(path, "?#") || path == ":memory:" {
+		return "", "", host.Invalid("db", "sqlite needs a file path without '?' or '#', got %q", path)
+	}
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Set("_txlock", "immediate")
+	q.Set("_time_format", "sqlite")
+	return DriverSQLite, path + "?" + q.Encode(), nil
+}
+
+func mysqlURL(dsn string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", host.Invalid("db", "bad mysql URL %s", redact(dsn))
+	}
+	cfg := mysqldrv.NewConfig()
+	if u.User != nil {
+		cfg.User = u.User.Username()
+		cfg.Passwd, _ = u.User.Password()
+	}
+	cfg.Net = "tcp"
+	cfg.Addr = u.Host
+	if u.Port() == "" {
+		cfg.Addr = u.Hostname() + ":3306"
+	}
+	cfg.DBName = strings.TrimPrefix(u.Path, "/")
+	if cfg.DBName == "" || u.Hostname() == "" {
+		return "", host.Invalid("db", "mysql URL %s needs a host and a database", redact(dsn))
+	}
+	// Let go-sql-driver parse the parameters.
+	if u.RawQuery != "" {
+		parsed, err := mysqldrv.ParseDSN("/" + cfg.DBName + "?" + u.RawQuery)
+		if err != nil {
+			return "", host.Invalid("db", "mysql URL %s: %v", redact(dsn), err)
+		}
+		parsed.User, parsed.Passwd, parsed.Net, parsed.Addr = cfg.User, cfg.Passwd, cfg.Net, cfg.Addr
+		cfg = parsed
+	}
+	return mysqlConfig(cfg).FormatDSN(), nil
+}
+
+// mysqlConfig forces the settings the store relies on.
+func mysqlConfig(cfg *mysqldrv.Config) *mysqldrv.Config {
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	// Affected rows = matched rows, so an UPDATE that changes nothing is
+	// not mistaken for a missing row.
+	cfg.ClientFoundRows = true
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	if _, ok := cfg.Params["charset"]; !ok {
+		cfg.Params["charset"] = "utf8mb4"
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	return cfg
+}
+
+// redact hides a password in a DSN for error messages.
+func redact(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+	}
+	if at := strings.LastIndex(dsn, "@"); at >= 0 {
+		if colon := strings.Index(dsn[:at], ":"); colon >= 0 {
+			return dsn[:colon] + ":xxxxx" + dsn[at:]
+		}
+	}
+	return dsn
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	sqlDB, err := db.gdb.DB()
+	if err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	if err := sqlDB.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	sqlDB, err := db.gdb.DB()
+	if err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: ping %s: %w", db.driver, err)
+	}
+	return nil
+}
+
+// Driver returns "sqlite" or "mysql".
+func (db *DB) Driver() string { return db.driver }
+
+// now is the store's clock: UTC, truncated to the microseconds both SQLite
+// and MySQL's datetime(6) keep, so a value reads back exactly as written.
+func now() time.Time { return utc(time.Now()) }
+
+func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// dbErr translates gorm's errors into the domain's sentinels.
+func dbErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return host.ErrNotFound
+	case errors.Is(err, gorm.ErrDuplicatedKey):
+		return host.ErrConflict
+	}
+	var me *mysqldrv.MySQLError
+	if errors.As(err, &me) && me.Number == 1062 {
+		return host.ErrConflict
+	}
+	if strings.Contains(err.Error(), "UNIQUE constraint failed") {
+		return host.ErrConflict
+	}
+	return err
+}
+
+// retryable reports whether a transaction failed only because of lock
+// contention (MySQL deadlock or lock wait timeout, SQLite busy) and can be
+// run again as a whole.
+func retryable(err error) bool {
+	var me *mysqldrv.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == 1213 || me.Number == 1205
+	}
+	s := err.Error()
+	return strings.Contains(s, "database is locked") || strings.Contains(s, "SQLITE_BUSY")
+}
+
+// write runs fn in one write transaction, retrying it a few times when it
+// lost a deadlock. fn must therefore be safe to run again.
+func (db *DB) write(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	if db.driver == DriverSQLite {
+		db.writeMu.Lock()
+		defer db.writeMu.Unlock()
+	}
+	var err error
+	for try := 0; try < 5; try++ {
+		err = db.gdb.WithContext(ctx).Transaction(fn)
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Duration(try+1) * 5 * time.Millisecond)
+	}
+	return err
+}
+
+// read returns a session for reads outside transactions.
+func (db *DB) read(ctx context.Context) *gorm.DB { return db.gdb.WithContext(ctx) }
