@@ -1,0 +1,447 @@
+// Package client is a typed Go client for bootpilot's admin REST API
+// (/api/v1/…). It speaks HTTPS only, trusts exactly the CA it is given (the
+// server's private CA, or the system roots when none is given), sends the
+// admin token as a bearer credential and never logs or prints it, and turns
+// error answers into *Error values that match the sentinel errors of
+// internal/host.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bootpilot/bootpilot/internal/host"
+)
+
+// Default limits. Calls that return JSON are bounded by Client.Timeout;
+// downloads only by the response-header timeout and the caller's context.
+const (
+	DefaultTimeout = 60 * time.Second // one JSON call, end to end
+	maxJSONBody    = 256 << 20        // a host list of 100k hosts is ~60 MiB
+	maxErrorBody   = 64 << 10
+)
+
+// Client calls one bootpilot server. It is safe for concurrent use.
+type Client struct {
+	base  *url.URL // "https://localhost:8443", no trailing slash
+	token string   // admin bearer token; never logged
+	hc    *http.Client
+
+	// Timeout bounds each JSON call (not DownloadISO). Zero means none.
+	Timeout time.Duration
+}
+
+// New returns a client for server, an https:// URL such as
+// "https://localhost:8443" (a path prefix is kept). token is the admin API
+// token. caPEM holds the PEM certificates to trust; when empty, the system
+// roots are used. With caPEM set, only those certificates are trusted.
+func New(server, token string, caPEM []byte) (*Client, error) {
+	u, err := url.Parse(strings.TrimSpace(server))
+	if err != nil {
+		return nil, fmt.Errorf("client: server URL: %w", err)
+	}
+	if u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("client: server URL %q must be an https:// URL with a host", server)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("client: server URL %q must not carry credentials, a query or a fragment", u.Redacted())
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	if strings.ContainsAny(token, "\r\n") {
+		return nil, errors.New("client: token contains a line break")
+	}
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(bytes.TrimSpace(caPEM)) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caPEM) {
+			return nil, errors.New("client: CA certificate: no PEM certificate found")
+		}
+		tlsConf.RootCAs = pool
+	}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   4,
+		ForceAttemptHTTP2:     true,
+	}
+	hc := &http.Client{
+		Transport: tr,
+		// The API never redirects; following one could send the token elsewhere.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return &Client{base: u, token: token, hc: hc, Timeout: DefaultTimeout}, nil
+}
+
+// Server returns the server URL the client talks to.
+func (c *Client) Server() string { return c.base.String() }
+
+// Error is an error answer from the server: a 4xx or 5xx status with the
+// body's {"error": …, "field": …}. It matches host.ErrNotFound (404),
+// host.ErrConflict (409; also host.ErrInvalidTransition when the message says
+// so), host.ErrUnauthorized (401) and host.ErrForbidden (403) with errors.Is,
+// and *host.ValidationError (400) with errors.As.
+type Error struct {
+	Status  int    // 404
+	Message string // "host node01: not found"
+	Field   string // "ipv4", for validation errors
+}
+
+func (e *Error) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = strings.ToLower(http.StatusText(e.Status))
+	}
+	if e.Field != "" && !strings.HasPrefix(msg, e.Field+":") {
+		msg = e.Field + ": " + msg
+	}
+	return fmt.Sprintf("server: %s (HTTP %d)", msg, e.Status)
+}
+
+// Is reports whether e corresponds to the sentinel target.
+func (e *Error) Is(target error) bool {
+	switch e.Status {
+	case http.StatusNotFound:
+		return target == host.ErrNotFound
+	case http.StatusConflict:
+		return target == host.ErrConflict ||
+			(target == host.ErrInvalidTransition && strings.Contains(e.Message, host.ErrInvalidTransition.Error()))
+	case http.StatusUnauthorized:
+		return target == host.ErrUnauthorized
+	case http.StatusForbidden:
+		return target == host.ErrForbidden
+	}
+	return false
+}
+
+// As fills a **host.ValidationError for a 400 answer.
+func (e *Error) As(target any) bool {
+	vp, ok := target.(**host.ValidationError)
+	if !ok || e.Status != http.StatusBadRequest {
+		return false
+	}
+	reason := strings.TrimPrefix(e.Message, e.Field+": ")
+	if e.Field == "" {
+		reason = e.Message
+	}
+	*vp = &host.ValidationError{Field: e.Field, Reason: reason}
+	return true
+}
+
+// do sends one request. in, when not nil, is sent as JSON; out, when not nil,
+// receives the JSON answer. Any 2xx status is success.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	if c.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
+	resp, err := c.send(ctx, method, path, query, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return nil
+	}
+	dec := json.NewDecoder(io.LimitReader(resp.Body, maxJSONBody))
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("client: %s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// send performs the request and returns the response when its status is
+// 2xx; otherwise it consumes the body and returns an *Error.
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, in any) (*http.Response, error) {
+	u := *c.base
+	u.Path = c.base.Path + path
+	u.RawQuery = query.Encode()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("client: %s %s: encode request: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("client: %s %s: %w", method, path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "bootpilot-client")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		// url.Error carries the URL, never the header: the token stays out.
+		return nil, fmt.Errorf("client: %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, decodeError(resp)
+}
+
+// decodeError turns a non-2xx answer into an *Error.
+func decodeError(resp *http.Response) error {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	e := &Error{Status: resp.StatusCode}
+	var body struct {
+		Error string `json:"error"`
+		Field string `json:"field"`
+	}
+	if json.Unmarshal(raw, &body) == nil && body.Error != "" {
+		e.Message, e.Field = body.Error, body.Field
+		return e
+	}
+	// Not our JSON (a proxy, a redirect): keep a short, printable excerpt.
+	text := strings.TrimSpace(string(raw))
+	if len(text) > 200 {
+		text = text[:200] + "…"
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		text = "unexpected redirect to " + resp.Header.Get("Location")
+	}
+	e.Message = strings.TrimSpace(strings.ToLower(http.StatusText(resp.StatusCode)) + ": " + strings.ToValidUTF8(text, "?"))
+	e.Message = strings.TrimSuffix(e.Message, ":")
+	return e
+}
+
+func hostPath(name string, parts ...string) string {
+	p := "/api/v1/hosts/" + url.PathEscape(name)
+	for _, s := range parts {
+		p += "/" + s
+	}
+	return p
+}
+
+func profilePath(name string) string { return "/api/v1/profiles/" + url.PathEscape(name) }
+
+// importBody is a host plus the boot-token hash an offline ISO build chose.
+type importBody struct {
+	host.Host
+	TokenHash string `json:"token_hash,omitempty"`
+}
+
+// CreateHost registers h (POST /api/v1/hosts) and returns the stored host.
+// An existing name or MAC gives an error matching host.ErrConflict.
+func (c *Client) CreateHost(ctx context.Context, h host.Host) (host.Host, error) {
+	var out host.Host
+	err := c.do(ctx, http.MethodPost, "/api/v1/hosts", nil, importBody{Host: h}, &out)
+	return out, err
+}
+
+// ImportHost registers h with a preset boot-token hash (64 hex digits, the
+// SHA-256 of the token baked into an offline-built ISO).
+func (c *Client) ImportHost(ctx context.Context, h host.Host, tokenHash string) (host.Host, error) {
+	var out host.Host
+	err := c.do(ctx, http.MethodPost, "/api/v1/hosts", nil, importBody{Host: h, TokenHash: tokenHash}, &out)
+	return out, err
+}
+
+// GetHost returns the named host.
+func (c *Client) GetHost(ctx context.Context, name string) (host.Host, error) {
+	var out host.Host
+	err := c.do(ctx, http.MethodGet, hostPath(name), nil, nil, &out)
+	return out, err
+}
+
+// HostFilter narrows ListHosts. Zero fields do not filter.
+type HostFilter struct {
+	State   host.State // "installing"
+	Profile string     // "rocky9"
+	Limit   int        // at most this many hosts; 0: the server's default
+	After   string     // hosts whose name sorts after this one (paging)
+}
+
+// ListHosts returns the hosts matching f, as the server orders them.
+func (c *Client) ListHosts(ctx context.Context, f HostFilter) ([]host.Host, error) {
+	q := url.Values{}
+	if f.State != "" {
+		q.Set("state", string(f.State))
+	}
+	if f.Profile != "" {
+		q.Set("profile", f.Profile)
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	if f.After != "" {
+		q.Set("after", f.After)
+	}
+	var out struct {
+		Hosts []host.Host `json:"hosts"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/v1/hosts", q, nil, &out)
+	return out.Hosts, err
+}
+
+// PatchHost changes the fields present in patch (JSON names, such as
+// "ipv4" or "token_hash") and returns the updated host.
+func (c *Client) PatchHost(ctx context.Context, name string, patch map[string]any) (host.Host, error) {
+	var out host.Host
+	err := c.do(ctx, http.MethodPatch, hostPath(name), nil, patch, &out)
+	return out, err
+}
+
+// DeleteHost removes the named host.
+func (c *Client) DeleteHost(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, hostPath(name), nil, nil, nil)
+}
+
+// ReimageOptions are the optional parts of a reimage request.
+type ReimageOptions struct {
+	Profile string `json:"profile,omitempty"` // install this profile (and keep it)
+	Reason  string `json:"reason,omitempty"`  // for the audit event
+}
+
+// CleanOptions are the optional parts of a clean request.
+type CleanOptions struct {
+	Profile     string `json:"profile,omitempty"`      // profile to install afterwards
+	ThenInstall bool   `json:"then_install,omitempty"` // reimage after a successful clean
+	Reason      string `json:"reason,omitempty"`       // for the audit event
+}
+
+// Reimage flags the host for an install on its next boot. A host whose state
+// does not allow it gives an error matching host.ErrConflict.
+func (c *Client) Reimage(ctx context.Context, name string, o ReimageOptions) (host.Host, error) {
+	var out host.Host
+	err := c.do(ctx, http.MethodPost, hostPath(name, "reimage"), nil, o, &out)
+	return out, err
+}
+
+// Clean flags the host for a disk wipe on its next boot.
+func (c *Client) Clean(ctx context.Context, name string, o CleanOptions) (host.Host, error) {
+	var out host.Host
+	err := c.do(ctx, http.MethodPost, hostPath(name, "clean"), nil, o, &out)
+	return out, err
+}
+
+// Cancel returns the host to ready from a pending or running reimage, clean,
+// failure or hold.
+func (c *Client) Cancel(ctx context.Context, name string) (host.Host, error) {
+	var out host.Host
+	err := c.do(ctx, http.MethodPost, hostPath(name, "cancel"), nil, nil, &out)
+	return out, err
+}
+
+// Retry flags a failed host for another install.
+func (c *Client) Retry(ctx context.Context, name string) (host.Host, error) {
+	var out host.Host
+	err := c.do(ctx, http.MethodPost, hostPath(name, "retry"), nil, nil, &out)
+	return out, err
+}
+
+// RotateBootToken makes a new boot token for the host and returns it; the
+// server keeps only its hash, so this is the only time it is visible.
+func (c *Client) RotateBootToken(ctx context.Context, name string) (string, error) {
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := c.do(ctx, http.MethodPost, hostPath(name, "boot-token"), nil, nil, &out); err != nil {
+		return "", err
+	}
+	if out.Token == "" {
+		return "", fmt.Errorf("client: rotate boot token of %s: answer has no token", name)
+	}
+	return out.Token, nil
+}
+
+// Events returns the host's audit events, as the server orders them.
+func (c *Client) Events(ctx context.Context, name string) ([]host.Record, error) {
+	var out struct {
+		Events []host.Record `json:"events"`
+	}
+	err := c.do(ctx, http.MethodGet, hostPath(name, "events"), nil, nil, &out)
+	return out.Events, err
+}
+
+// CreateProfile stores p and returns it as stored.
+func (c *Client) CreateProfile(ctx context.Context, p host.Profile) (host.Profile, error) {
+	var out host.Profile
+	err := c.do(ctx, http.MethodPost, "/api/v1/profiles", nil, p, &out)
+	return out, err
+}
+
+// GetProfile returns the named profile.
+func (c *Client) GetProfile(ctx context.Context, name string) (host.Profile, error) {
+	var out host.Profile
+	err := c.do(ctx, http.MethodGet, profilePath(name), nil, nil, &out)
+	return out, err
+}
+
+// ListProfiles returns every profile.
+func (c *Client) ListProfiles(ctx context.Context) ([]host.Profile, error) {
+	var out struct {
+		Profiles []host.Profile `json:"profiles"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/v1/profiles", nil, nil, &out)
+	return out.Profiles, err
+}
+
+// PatchProfile changes the fields present in patch and returns the profile.
+func (c *Client) PatchProfile(ctx context.Context, name string, patch map[string]any) (host.Profile, error) {
+	var out host.Profile
+	err := c.do(ctx, http.MethodPatch, profilePath(name), nil, patch, &out)
+	return out, err
+}
+
+// DeleteProfile removes the named profile.
+func (c *Client) DeleteProfile(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, profilePath(name), nil, nil, nil)
+}
+
+// DownloadISO writes the host's boot ISO to w and returns the number of
+// bytes written. Only ctx bounds the transfer.
+func (c *Client) DownloadISO(ctx context.Context, name string, w io.Writer) (int64, error) {
+	resp, err := c.send(ctx, http.MethodGet, hostPath(name, "iso"), nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("client: download ISO of %s: %w", name, err)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return n, fmt.Errorf("client: download ISO of %s: got %d of %d bytes", name, n, resp.ContentLength)
+	}
+	return n, nil
+}
+
+// VersionInfo is the server's build.
+type VersionInfo struct {
+	Version string `json:"version"` // "v0.1.0" or "dev"
+	Commit  string `json:"commit"`  // VCS revision, may be empty
+}
+
+// Version returns the server's version.
+func (c *Client) Version(ctx context.Context) (VersionInfo, error) {
+	var out VersionInfo
+	err := c.do(ctx, http.MethodGet, "/api/v1/version", nil, nil, &out)
+	return out, err
+}
