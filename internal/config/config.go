@@ -1,0 +1,159 @@
+// Package config holds the server's configuration: one struct with defaults,
+// bound to flags with BOOTPILOT_* environment twins, and validated once.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/bootpilot/bootpilot/internal/host"
+)
+
+// Config is everything `bootpilot serve` can be told.
+type Config struct {
+	DataDir        string        // "./bootpilot-data": database, CA, admin token
+	Listen         string        // ":8443"
+	ExternalURL    string        // "https://10.0.0.5:8443": what hosts and installers use
+	DB             string        // "" (SQLite in DataDir) or "mysql://user:pass@host:3306/bootpilot"
+	MaxAttempts    int           // 3
+	InstallTimeout time.Duration // 2h
+	CleanTimeout   time.Duration // 6h
+	CleanProfile   string        // "agent-clean": the profile whose kernel wipes disks
+	HoldSeconds    int           // 300
+	AgentAfter     string        // "reboot" or "poweroff"
+	LogLevel       string        // "info"
+	LogFormat      string        // "text" or "json"
+}
+
+// Default returns the defaults: the server runs with no flags at all.
+func Default() Config {
+	return Config{
+		DataDir:        "./bootpilot-data",
+		Listen:         ":8443",
+		MaxAttempts:    host.DefaultPolicy.MaxAttempts,
+		InstallTimeout: host.DefaultPolicy.InstallTimeout,
+		CleanTimeout:   host.DefaultPolicy.CleanTimeout,
+		CleanProfile:   "agent-clean",
+		HoldSeconds:    300,
+		AgentAfter:     "reboot",
+		LogLevel:       "info",
+		LogFormat:      "text",
+	}
+}
+
+// Bind registers c's fields as flags on fs.
+func (c *Config) Bind(fs *pflag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the SQLite database, CA, certificates and admin token")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTPS listen address")
+	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "URL hosts use to reach this server (default https://<hostname>:<port>); its host goes into the certificate")
+	fs.StringVar(&c.DB, "db", c.DB, "database: empty for SQLite in --data-dir, mysql://user:pass@host:3306/db, or a MySQL DSN")
+	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "install or clean attempts before a host is marked failed")
+	fs.DurationVar(&c.InstallTimeout, "install-timeout", c.InstallTimeout, "deadline of one install attempt")
+	fs.DurationVar(&c.CleanTimeout, "clean-timeout", c.CleanTimeout, "deadline of one clean attempt")
+	fs.StringVar(&c.CleanProfile, "clean-profile", c.CleanProfile, "profile whose kernel and initrd (the agent) clean disks")
+	fs.IntVar(&c.HoldSeconds, "hold-seconds", c.HoldSeconds, "how long a host on hold waits before asking again")
+	fs.StringVar(&c.AgentAfter, "agent-after", c.AgentAfter, "what the agent does when done: reboot or poweroff")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+}
+
+// EnvOverlay sets every flag not given on the command line from its
+// environment twin: --data-dir ← BOOTPILOT_DATA_DIR.
+func EnvOverlay(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s: %w", EnvName(f.Name), e)
+			}
+		}
+	})
+	return err
+}
+
+// EnvName returns the environment twin of a flag name.
+func EnvName(flag string) string {
+	return "BOOTPILOT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// Policy returns the lifecycle policy.
+func (c *Config) Policy() host.Policy {
+	return host.Policy{MaxAttempts: c.MaxAttempts, InstallTimeout: c.InstallTimeout, CleanTimeout: c.CleanTimeout}
+}
+
+// Validate checks c and fills in derived defaults (ExternalURL).
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("--data-dir must not be empty")
+	}
+	_, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w", c.Listen, err)
+	}
+	if c.ExternalURL == "" {
+		hn, _ := os.Hostname()
+		if hn == "" {
+			hn = "localhost"
+		}
+		if port == "0" {
+			port = "8443"
+		}
+		c.ExternalURL = "https://" + net.JoinHostPort(strings.ToLower(hn), port)
+	}
+	c.ExternalURL = strings.TrimRight(c.ExternalURL, "/")
+	u, err := url.Parse(c.ExternalURL)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.User != nil || (u.Path != "" && u.Path != "/") {
+		return fmt.Errorf("--external-url %q must be https://HOST[:PORT] with no path", c.ExternalURL)
+	}
+	if err := host.CheckURL("external-url", c.ExternalURL); err != nil {
+		return err
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
+		return fmt.Errorf("--max-attempts %d must be 1-100", c.MaxAttempts)
+	}
+	if c.InstallTimeout < time.Minute || c.CleanTimeout < time.Minute {
+		return fmt.Errorf("--install-timeout and --clean-timeout must be at least 1m")
+	}
+	if c.HoldSeconds < 5 || c.HoldSeconds > 86400 {
+		return fmt.Errorf("--hold-seconds %d must be 5-86400", c.HoldSeconds)
+	}
+	if c.AgentAfter != "reboot" && c.AgentAfter != "poweroff" {
+		return fmt.Errorf("--agent-after %q must be reboot or poweroff", c.AgentAfter)
+	}
+	if err := host.ValidName("clean-profile", c.CleanProfile); err != nil {
+		return err
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("--log-level %q must be debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q must be text or json", c.LogFormat)
+	}
+	return nil
+}
+
+// DSN returns the database DSN: --db, or SQLite inside the data directory.
+func (c *Config) DSN() string {
+	if c.DB != "" {
+		return c.DB
+	}
+	return "sqlite:" + filepath.Join(c.DataDir, "bootpilot.db")
+}
+
+// ExternalHost returns the host part of ExternalURL.
+func (c *Config) ExternalHost() string {
+	u, _ := url.Parse(c.ExternalURL)
+	return u.Hostname()
+}
