@@ -1,6 +1,639 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
 
-// newHostCmd is a placeholder until its owner fills it in.
-func newHostCmd() *cobra.Command { return &cobra.Command{Use: "host", Hidden: true} }
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/bootpilot/bootpilot/internal/client"
+	"github.com/bootpilot/bootpilot/internal/host"
+)
+
+// hostShowEvents is how many recent events `host show` prints.
+const hostShowEvents = 10
+
+// newHostCmd is `bootpilot host …`: the admin API's host resource.
+func newHostCmd() *cobra.Command {
+	f := &clientFlags{}
+	cmd := &cobra.Command{
+		Use:   "host",
+		Short: "Register hosts and flag them for reimage or cleaning",
+		Long:  "Register hosts and flag them for reimage or cleaning, through the server's admin API.\n\n" + cliConnectionHelp,
+	}
+	f.register(cmd)
+	cmd.AddCommand(
+		newHostAddCmd(f), newHostListCmd(f), newHostShowCmd(f), newHostEditCmd(f),
+		newHostDeleteCmd(f), newHostReimageCmd(f), newHostCleanCmd(f),
+		newHostActionCmd(f, "cancel", "Return a host to ready (from reimage, installing, clean, cleaning, failed or hold)",
+			func(c *client.Client, cmd *cobra.Command, name string) (host.Host, error) {
+				return c.Cancel(cmd.Context(), name)
+			}),
+		newHostActionCmd(f, "retry", "Flag a failed host for another install",
+			func(c *client.Client, cmd *cobra.Command, name string) (host.Host, error) {
+				return c.Retry(cmd.Context(), name)
+			}),
+		newHostTokenCmd(f), newHostEventsCmd(f), newHostImportCmd(f),
+	)
+	return cmd
+}
+
+// hostFields are the flags that set a host's configuration.
+type hostFields struct {
+	macs, dns                                            []string
+	ipv4, gateway, ipv6, gateway6, profile, name, domain string
+	vlan                                                 int
+}
+
+func (hf *hostFields) register(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&hf.macs, "mac", nil, "MAC address (repeat or comma-separate for several NICs)")
+	fs.StringVar(&hf.ipv4, "ipv4", "", "static IPv4 address with prefix length, like 10.0.2.15/24")
+	fs.StringVar(&hf.gateway, "gateway", "", "IPv4 gateway, like 10.0.2.2")
+	fs.StringSliceVar(&hf.dns, "dns", nil, "DNS server(s), comma-separated")
+	fs.StringVar(&hf.ipv6, "ipv6", "", "static IPv6 address with prefix length (optional)")
+	fs.StringVar(&hf.gateway6, "gateway6", "", "IPv6 gateway (optional)")
+	fs.IntVar(&hf.vlan, "vlan", 0, "VLAN id (0: untagged)")
+	fs.StringVar(&hf.profile, "profile", "", "install profile, like rocky9")
+	fs.StringVar(&hf.name, "hostname", "", "host name of the installed OS (default: the host's name)")
+	fs.StringVar(&hf.domain, "domain", "", "DNS domain, like example.org")
+}
+
+// host returns the host the flags describe.
+func (hf *hostFields) host(name string) host.Host {
+	return host.Host{Name: name, MACs: hf.macs, IPv4: hf.ipv4, Gateway: hf.gateway, DNS: hf.dns,
+		IPv6: hf.ipv6, Gateway6: hf.gateway6, VLAN: hf.vlan, Profile: hf.profile, Hostname: hf.name, Domain: hf.domain}
+}
+
+// patch returns the JSON fields of the flags set on the command line.
+func (hf *hostFields) patch(fs *pflag.FlagSet) map[string]any {
+	p := map[string]any{}
+	set := func(flag, field string, v any) {
+		if fs.Changed(flag) {
+			p[field] = v
+		}
+	}
+	set("mac", "macs", hf.macs)
+	set("ipv4", "ipv4", hf.ipv4)
+	set("gateway", "gateway", hf.gateway)
+	set("dns", "dns", hf.dns)
+	set("ipv6", "ipv6", hf.ipv6)
+	set("gateway6", "gateway6", hf.gateway6)
+	set("vlan", "vlan", hf.vlan)
+	set("profile", "profile", hf.profile)
+	set("hostname", "hostname", hf.name)
+	set("domain", "domain", hf.domain)
+	return p
+}
+
+func newHostAddCmd(f *clientFlags) *cobra.Command {
+	var hf hostFields
+	var printToken bool
+	cmd := &cobra.Command{
+		Use:   "add NAME --mac MAC --ipv4 CIDR --gateway IP --dns IP[,IP]",
+		Short: "Register a host",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h := hf.host(args[0])
+			check := h
+			check.MACs, check.DNS = append([]string(nil), h.MACs...), append([]string(nil), h.DNS...)
+			if err := check.Normalize(); err != nil {
+				return fmt.Errorf("host add %s: %w", args[0], err)
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			got, err := c.CreateHost(cmd.Context(), h)
+			if err != nil {
+				return fmt.Errorf("host add %s: %w", args[0], err)
+			}
+			var tok string
+			if printToken {
+				if tok, err = c.RotateBootToken(cmd.Context(), got.Name); err != nil {
+					return fmt.Errorf("host add %s: host created, but making its boot token failed: %w", got.Name, err)
+				}
+			}
+			out := cmd.OutOrStdout()
+			if asJSON, _ := f.json(); asJSON {
+				if printToken {
+					return cliJSON(out, map[string]any{"host": got, "token": tok})
+				}
+				return cliJSON(out, got)
+			}
+			cliPrintHost(out, got)
+			if printToken {
+				fmt.Fprintf(out, "\nBoot token (shown once, only its hash is stored):\n%s\n", tok)
+			}
+			return nil
+		},
+	}
+	hf.register(cmd.Flags())
+	cmd.Flags().BoolVar(&printToken, "print-token", false, "make a boot token for the host and print it once")
+	for _, req := range []string{"mac", "ipv4", "gateway", "dns"} {
+		_ = cmd.MarkFlagRequired(req)
+	}
+	return cmd
+}
+
+func newHostListCmd(f *clientFlags) *cobra.Command {
+	var filter client.HostFilter
+	var state string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List hosts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			filter.State = host.State(state)
+			if state != "" && !filter.State.Valid() {
+				return fmt.Errorf("host list: --state %q is not a state", state)
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			hosts, err := c.ListHosts(cmd.Context(), filter)
+			if err != nil {
+				return fmt.Errorf("host list: %w", err)
+			}
+			out := cmd.OutOrStdout()
+			if asJSON, _ := f.json(); asJSON {
+				if hosts == nil {
+					hosts = []host.Host{}
+				}
+				return cliJSON(out, map[string]any{"hosts": hosts})
+			}
+			tw := cliTable(out)
+			fmt.Fprintln(tw, "NAME\tSTATE\tATTEMPT\tPROFILE\tIPV4\tMACS\tUPDATED")
+			for _, h := range hosts {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", h.Name, h.State, h.Attempt, cliCell(h.Profile),
+					cliCell(h.IPv4), cliCell(strings.Join(h.MACs, ",")), cliTime(h.UpdatedAt))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&state, "state", "", "only hosts in this state")
+	cmd.Flags().StringVar(&filter.Profile, "profile", "", "only hosts with this profile")
+	cmd.Flags().IntVar(&filter.Limit, "limit", 0, "at most this many hosts (0: the server's default)")
+	cmd.Flags().StringVar(&filter.After, "after", "", "only hosts whose name sorts after this one (paging)")
+	return cmd
+}
+
+// cliPrintHost prints h as aligned "Key: value" lines.
+func cliPrintHost(w io.Writer, h host.Host) {
+	tw := cliTable(w)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	row("Name", h.Name)
+	state := string(h.State)
+	if h.Attempt > 0 {
+		state += fmt.Sprintf(" (attempt %d)", h.Attempt)
+	}
+	if h.CleanThenInstall {
+		state += ", then install"
+	}
+	row("State", state)
+	if !h.Deadline.IsZero() {
+		row("Deadline", cliTime(h.Deadline))
+	}
+	row("Profile", cliCell(h.Profile))
+	row("MACs", strings.Join(h.MACs, ", "))
+	row("IPv4", h.IPv4)
+	row("Gateway", h.Gateway)
+	row("DNS", strings.Join(h.DNS, ", "))
+	row("IPv6", h.IPv6)
+	row("Gateway6", h.Gateway6)
+	if h.VLAN != 0 {
+		row("VLAN", strconv.Itoa(h.VLAN))
+	}
+	fqdn := h.Hostname
+	if h.Domain != "" {
+		fqdn += "." + h.Domain
+	}
+	row("Hostname", fqdn)
+	if inv := h.Inventory; inv != (host.Inventory{}) {
+		var parts []string
+		for _, kv := range [][2]string{{"mac", inv.MAC}, {"uuid", inv.UUID}, {"serial", inv.Serial},
+			{"asset", inv.Asset}, {"arch", inv.Arch}, {"platform", inv.Platform}} {
+			if kv[1] != "" {
+				parts = append(parts, kv[0]+"="+kv[1])
+			}
+		}
+		if !inv.SeenAt.IsZero() {
+			parts = append(parts, "seen "+cliTime(inv.SeenAt))
+		}
+		row("Inventory", strings.Join(parts, " "))
+	}
+	row("Version", strconv.FormatInt(h.Version, 10))
+	if !h.CreatedAt.IsZero() {
+		row("Created", cliTime(h.CreatedAt))
+	}
+	if !h.UpdatedAt.IsZero() {
+		row("Updated", cliTime(h.UpdatedAt))
+	}
+	_ = tw.Flush()
+}
+
+// cliPrintEvents prints audit records as a table.
+func cliPrintEvents(w io.Writer, evs []host.Record) error {
+	tw := cliTable(w)
+	fmt.Fprintln(tw, "TIME\tACTOR\tEVENT\tFROM\tTO\tATTEMPT\tREASON")
+	for _, e := range evs {
+		what := string(e.Event)
+		if what == "" {
+			what = e.Action
+		}
+		attempt := "-"
+		if e.Attempt > 0 {
+			attempt = strconv.Itoa(e.Attempt)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cliTime(e.Time), cliCell(e.Actor), cliCell(what),
+			cliCell(string(e.From)), cliCell(string(e.To)), attempt, cliCell(cliOneLine(e.Reason)))
+	}
+	return tw.Flush()
+}
+
+// cliOneLine keeps a free-text field on one table row.
+func cliOneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func newHostShowCmd(f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show NAME",
+		Short: fmt.Sprintf("Show a host and its last %d events", hostShowEvents),
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			h, err := c.GetHost(cmd.Context(), args[0])
+			if err != nil {
+				return fmt.Errorf("host show %s: %w", args[0], err)
+			}
+			evs, err := c.Events(cmd.Context(), args[0])
+			if err != nil {
+				return fmt.Errorf("host show %s: events: %w", args[0], err)
+			}
+			if len(evs) > hostShowEvents {
+				evs = evs[len(evs)-hostShowEvents:]
+			}
+			if evs == nil {
+				evs = []host.Record{}
+			}
+			out := cmd.OutOrStdout()
+			if asJSON, _ := f.json(); asJSON {
+				return cliJSON(out, map[string]any{"host": h, "events": evs})
+			}
+			cliPrintHost(out, h)
+			fmt.Fprintln(out)
+			return cliPrintEvents(out, evs)
+		},
+	}
+}
+
+func newHostEditCmd(f *clientFlags) *cobra.Command {
+	var hf hostFields
+	cmd := &cobra.Command{
+		Use:   "edit NAME [--ipv4 CIDR] [--mac MAC]… ",
+		Short: "Change a host's configuration (only the flags given change)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			patch := hf.patch(cmd.Flags())
+			if len(patch) == 0 {
+				return errors.New("host edit: no field flags given; nothing to change")
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			h, err := c.PatchHost(cmd.Context(), args[0], patch)
+			if err != nil {
+				return fmt.Errorf("host edit %s: %w", args[0], err)
+			}
+			return cliPrintHostResult(f, cmd.OutOrStdout(), h)
+		},
+	}
+	hf.register(cmd.Flags())
+	return cmd
+}
+
+// cliPrintHostResult prints a host after a change: JSON, or its details.
+func cliPrintHostResult(f *clientFlags, out io.Writer, h host.Host) error {
+	if asJSON, _ := f.json(); asJSON {
+		return cliJSON(out, h)
+	}
+	cliPrintHost(out, h)
+	return nil
+}
+
+func newHostDeleteCmd(f *clientFlags) *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "delete NAME --yes",
+		Short: "Delete a host and its boot token",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return fmt.Errorf("host delete %s: refusing without --yes", args[0])
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteHost(cmd.Context(), args[0]); err != nil {
+				return fmt.Errorf("host delete %s: %w", args[0], err)
+			}
+			if asJSON, _ := f.json(); asJSON {
+				return cliJSON(cmd.OutOrStdout(), map[string]any{"name": args[0], "deleted": true})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted host %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm the deletion")
+	return cmd
+}
+
+// cliPrintTransition prints the host's new state after an action.
+func cliPrintTransition(f *clientFlags, out io.Writer, h host.Host) error {
+	if asJSON, _ := f.json(); asJSON {
+		return cliJSON(out, h)
+	}
+	extra := ""
+	if h.Profile != "" {
+		extra = " (profile " + h.Profile + ")"
+	}
+	if h.CleanThenInstall && h.State == host.StateClean {
+		extra += ", then install"
+	}
+	_, err := fmt.Fprintf(out, "%s: %s%s\n", h.Name, h.State, extra)
+	return err
+}
+
+func newHostReimageCmd(f *clientFlags) *cobra.Command {
+	var o client.ReimageOptions
+	cmd := &cobra.Command{
+		Use:   "reimage NAME [--profile P] [--reason R]",
+		Short: "Install the host's profile on its next boot",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			h, err := c.Reimage(cmd.Context(), args[0], o)
+			if err != nil {
+				return fmt.Errorf("host reimage %s: %w", args[0], err)
+			}
+			return cliPrintTransition(f, cmd.OutOrStdout(), h)
+		},
+	}
+	cmd.Flags().StringVar(&o.Profile, "profile", "", "install this profile (and make it the host's profile)")
+	cmd.Flags().StringVar(&o.Reason, "reason", "", "reason, recorded in the audit log")
+	return cmd
+}
+
+func newHostCleanCmd(f *clientFlags) *cobra.Command {
+	var o client.CleanOptions
+	cmd := &cobra.Command{
+		Use:   "clean NAME [--then-install] [--profile P] [--reason R]",
+		Short: "Wipe the host's disks on its next boot",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			h, err := c.Clean(cmd.Context(), args[0], o)
+			if err != nil {
+				return fmt.Errorf("host clean %s: %w", args[0], err)
+			}
+			return cliPrintTransition(f, cmd.OutOrStdout(), h)
+		},
+	}
+	cmd.Flags().BoolVar(&o.ThenInstall, "then-install", false, "install the host's profile after a successful clean")
+	cmd.Flags().StringVar(&o.Profile, "profile", "", "profile to install afterwards (with --then-install)")
+	cmd.Flags().StringVar(&o.Reason, "reason", "", "reason, recorded in the audit log")
+	return cmd
+}
+
+// newHostActionCmd makes a command for an action without options.
+func newHostActionCmd(f *clientFlags, use, short string, do func(*client.Client, *cobra.Command, string) (host.Host, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   use + " NAME",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			h, err := do(c, cmd, args[0])
+			if err != nil {
+				return fmt.Errorf("host %s %s: %w", use, args[0], err)
+			}
+			return cliPrintTransition(f, cmd.OutOrStdout(), h)
+		},
+	}
+}
+
+func newHostTokenCmd(f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "token NAME",
+		Short: "Make a new boot token for a host and print it once (the old one stops working)",
+		Long: "Make a new boot token for a host and print it once. The old token stops working, so ISOs\n" +
+			"built with it must be rebuilt. Only the token's hash is stored on the server.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			tok, err := c.RotateBootToken(cmd.Context(), args[0])
+			if err != nil {
+				return fmt.Errorf("host token %s: %w", args[0], err)
+			}
+			if asJSON, _ := f.json(); asJSON {
+				return cliJSON(cmd.OutOrStdout(), map[string]string{"name": args[0], "token": tok})
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return err
+		},
+	}
+}
+
+func newHostEventsCmd(f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "events NAME",
+		Short: "Show a host's audit events",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			evs, err := c.Events(cmd.Context(), args[0])
+			if err != nil {
+				return fmt.Errorf("host events %s: %w", args[0], err)
+			}
+			if asJSON, _ := f.json(); asJSON {
+				if evs == nil {
+					evs = []host.Record{}
+				}
+				return cliJSON(cmd.OutOrStdout(), map[string]any{"events": evs})
+			}
+			return cliPrintEvents(cmd.OutOrStdout(), evs)
+		},
+	}
+}
+
+// hostImportEntry is one host of hosts-import.json: the host plus the hash of
+// the boot token baked into its offline-built ISO.
+type hostImportEntry struct {
+	host.Host
+	TokenHash string `json:"token_hash"`
+}
+
+// hostImportResult reports what `host import` did with one host.
+type hostImportResult struct {
+	Name   string `json:"name"`
+	Result string `json:"result"` // "created", "updated" or "failed"
+	Error  string `json:"error,omitempty"`
+}
+
+// hostImportPatch is the update for a host that exists already: the network
+// settings baked into the ISO (always, so stale ones are cleared), the token
+// hash, and hostname, domain and profile when the file sets them.
+func hostImportPatch(e hostImportEntry) map[string]any {
+	p := map[string]any{
+		"macs": e.MACs, "ipv4": e.IPv4, "gateway": e.Gateway, "dns": e.DNS,
+		"ipv6": e.IPv6, "gateway6": e.Gateway6, "vlan": e.VLAN, "token_hash": e.TokenHash,
+	}
+	if e.Hostname != "" {
+		p["hostname"] = e.Hostname
+	}
+	if e.Domain != "" {
+		p["domain"] = e.Domain
+	}
+	if e.Profile != "" {
+		p["profile"] = e.Profile
+	}
+	return p
+}
+
+func newHostImportCmd(f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "import FILE",
+		Short: "Register the hosts of an offline ISO build (hosts-import.json; - for stdin)",
+		Long: "Register the hosts listed in the hosts-import.json written by `bootpilot iso build --offline`,\n" +
+			"with the boot-token hashes baked into their ISOs. A host that exists already is updated\n" +
+			"(network settings and token hash). Exits non-zero if any host failed.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var r io.Reader = cmd.InOrStdin()
+			if args[0] != "-" {
+				fh, err := os.Open(args[0])
+				if err != nil {
+					return fmt.Errorf("host import: %w", err)
+				}
+				defer fh.Close()
+				r = fh
+			}
+			var file struct {
+				Hosts []hostImportEntry `json:"hosts"`
+			}
+			if err := json.NewDecoder(r).Decode(&file); err != nil {
+				return fmt.Errorf("host import %s: %w", args[0], err)
+			}
+			if len(file.Hosts) == 0 {
+				return fmt.Errorf("host import %s: no hosts in the file", args[0])
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			results := make([]hostImportResult, 0, len(file.Hosts))
+			failed := 0
+			for _, e := range file.Hosts {
+				res := hostImportResult{Name: e.Name, Result: "created"}
+				err := hostImportOne(ctx, c, e, &res)
+				if err != nil {
+					failed++
+					res.Result, res.Error = "failed", err.Error()
+				}
+				results = append(results, res)
+			}
+			out := cmd.OutOrStdout()
+			if asJSON, _ := f.json(); asJSON {
+				if err := cliJSON(out, map[string]any{"results": results}); err != nil {
+					return err
+				}
+			} else {
+				tw := cliTable(out)
+				fmt.Fprintln(tw, "NAME\tRESULT\tERROR")
+				for _, r := range results {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", cliCell(r.Name), r.Result, cliCell(r.Error))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("host import: %d of %d hosts failed", failed, len(results))
+			}
+			return nil
+		},
+	}
+}
+
+// hostImportOne creates the host, or updates it when it exists.
+func hostImportOne(ctx context.Context, c *client.Client, e hostImportEntry, res *hostImportResult) error {
+	if e.TokenHash == "" {
+		return errors.New("no token_hash: the ISO's boot token would not be accepted")
+	}
+	if !cliValidHash(e.TokenHash) {
+		return errors.New("token_hash is not 64 lower-case hex digits")
+	}
+	check := e.Host
+	check.MACs, check.DNS = append([]string(nil), e.MACs...), append([]string(nil), e.DNS...)
+	if err := check.Normalize(); err != nil {
+		return err
+	}
+	_, err := c.ImportHost(ctx, e.Host, e.TokenHash)
+	if !errors.Is(err, host.ErrConflict) {
+		return err
+	}
+	if _, perr := c.PatchHost(ctx, e.Name, hostImportPatch(e)); perr != nil {
+		if errors.Is(perr, host.ErrNotFound) {
+			return err // the conflict was not the name (a MAC of another host)
+		}
+		return fmt.Errorf("exists; update: %w", perr)
+	}
+	res.Result = "updated"
+	return nil
+}
+
+// cliValidHash reports whether s is a SHA-256 in lower-case hex.
+func cliValidHash(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, r := range s {
+		if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bootpilot/bootpilot/internal/client"
+)
+
+// Defaults of the client commands. The data directory is the one
+// `bootpilot serve` creates by default, so the CLI works next to a fresh
+// server with no flags.
+const (
+	cliDefaultServer  = "https://localhost:8443"
+	cliDataDir        = "bootpilot-data"
+	cliTokenFile      = "admin-token"
+	cliCAFile         = "ca.pem"
+	cliOutputTable    = "table"
+	cliOutputJSON     = "json"
+	cliEnvServer      = "BOOTPILOT_SERVER"
+	cliEnvToken       = "BOOTPILOT_TOKEN"
+	cliEnvTokenFile   = "BOOTPILOT_TOKEN_FILE"
+	cliEnvCACert      = "BOOTPILOT_CA_CERT"
+	cliEnvDataDir     = "BOOTPILOT_DATA_DIR" // the server's --data-dir twin
+	cliFlagServer     = "server"
+	cliFlagToken      = "token"
+	cliFlagTokenFile  = "token-file"
+	cliFlagCACert     = "ca-cert"
+	cliFlagOutput     = "output"
+	cliConnectionHelp = "Connection: --server (" + cliEnvServer + "), --token (" + cliEnvToken + ") or --token-file (" +
+		cliEnvTokenFile + "), --ca-cert (" + cliEnvCACert + "); defaults: " + cliDefaultServer + ", ./" + cliDataDir +
+		"/" + cliTokenFile + " and ./" + cliDataDir + "/" + cliCAFile + " when present."
+)
+
+// clientFlags are the connection and output flags shared by the commands
+// that talk to a server (host, profile).
+type clientFlags struct {
+	server, token, tokenFile, caCert string
+	output                           string
+	cmd                              *cobra.Command // where the flags are registered
+}
+
+// register adds the flags to cmd as persistent flags.
+func (f *clientFlags) register(cmd *cobra.Command) {
+	f.cmd = cmd
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.server, cliFlagServer, cliDefaultServer, "server URL (https only; env "+cliEnvServer+")")
+	pf.StringVar(&f.token, cliFlagToken, "", "admin API token (env "+cliEnvToken+"; prefer the env or --token-file: flags show in ps)")
+	pf.StringVar(&f.tokenFile, cliFlagTokenFile, "", "file holding the admin API token (env "+cliEnvTokenFile+"; default ./"+cliDataDir+"/"+cliTokenFile+" if present)")
+	pf.StringVar(&f.caCert, cliFlagCACert, "", "PEM CA certificate to trust (env "+cliEnvCACert+"; default ./"+cliDataDir+"/"+cliCAFile+" if present, else the system roots)")
+	pf.StringVarP(&f.output, cliFlagOutput, "o", cliOutputTable, "output format: table or json")
+}
+
+// value returns the flag's value if it was set on the command line, else the
+// environment variable's, else def.
+func (f *clientFlags) value(name, env, cur, def string) string {
+	if fl := f.cmd.PersistentFlags().Lookup(name); fl != nil && fl.Changed {
+		return cur
+	}
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// json reports whether JSON output was asked for; it rejects unknown formats.
+func (f *clientFlags) json() (bool, error) {
+	switch f.output {
+	case cliOutputTable, "":
+		return false, nil
+	case cliOutputJSON:
+		return true, nil
+	}
+	return false, fmt.Errorf("--output %q: want table or json", f.output)
+}
+
+// client builds an API client from flags, environment and defaults:
+// flag, then env, then the files in ./bootpilot-data.
+func (f *clientFlags) client() (*client.Client, error) {
+	if _, err := f.json(); err != nil {
+		return nil, err
+	}
+	server := f.value(cliFlagServer, cliEnvServer, f.server, cliDefaultServer)
+
+	tok := f.value(cliFlagToken, cliEnvToken, f.token, "")
+	if tok == "" {
+		file := f.value(cliFlagTokenFile, cliEnvTokenFile, f.tokenFile, "")
+		if file == "" {
+			file = cliDataFile(cliTokenFile)
+		}
+		if file != "" {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("read token file: %w", err)
+			}
+			tok = strings.TrimSpace(string(b))
+			if tok == "" {
+				return nil, fmt.Errorf("token file %s is empty", file)
+			}
+		}
+	}
+	if tok == "" {
+		return nil, errors.New("no admin token: pass --token-file, set " + cliEnvToken + ", or run next to ./" + cliDataDir)
+	}
+
+	var caPEM []byte
+	ca := f.value(cliFlagCACert, cliEnvCACert, f.caCert, "")
+	if ca == "" {
+		ca = cliDataFile(cliCAFile)
+	}
+	if ca != "" {
+		b, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("read CA certificate: %w", err)
+		}
+		caPEM = b
+	}
+	c, err := client.New(server, tok, caPEM)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// cliDataFile returns name inside the server's data directory
+// ($BOOTPILOT_DATA_DIR, else ./bootpilot-data) if that file exists, else "".
+func cliDataFile(name string) string {
+	dir := os.Getenv(cliEnvDataDir)
+	if dir == "" {
+		dir = cliDataDir
+	}
+	p := filepath.Join(dir, name)
+	if !cliExists(p) {
+		return ""
+	}
+	return p
+}
+
+func cliExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// cliJSON prints v as indented JSON.
+func cliJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// cliTable returns a tabwriter for aligned columns; call Flush when done.
+func cliTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+// cliCell renders an empty value as "-" so columns stay aligned.
+func cliCell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// cliTime renders a time in UTC to the second, or "-".
+func cliTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
