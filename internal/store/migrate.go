@@ -24,8 +24,8 @@ var migrations = []migration{
 	{1, "create hosts, host_macs, profiles, events, api_tokens", migrateV1},
 }
 
-// SchemaVersion is the schema version this build migrates to.
-var SchemaVersion = migrations[len(migrations)-1].version
+// LatestSchema is the schema version this build migrates to.
+var LatestSchema = migrations[len(migrations)-1].version
 
 type schemaMigrationRow struct {
 	Version   int       `gorm:"primaryKey;autoIncrement:false"`
@@ -61,11 +61,35 @@ func (db *DB) migrate(ctx context.Context) error {
 		return fmt.Errorf("store: migrate: another replica held the migration lock for 30s")
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK('bootpilot_migrate')")
-	tx := db.gdb.WithContext(ctx).Set("gorm:table_options", "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+	tx := db.gdb.WithContext(ctx).Set("gorm:table_options", "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin").
+		Session(&gorm.Session{}) // a reusable session, not one sticky statement
 	if err := applyMigrations(tx); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
 	return nil
+}
+
+// SchemaVersion returns the newest migration applied to the database.
+func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var v *int
+	if err := db.read(ctx).Model(&schemaMigrationRow{}).Select("MAX(version)").Scan(&v).Error; err != nil {
+		return 0, fmt.Errorf("store: schema version: %w", err)
+	}
+	if v == nil {
+		return 0, nil
+	}
+	return *v, nil
+}
+
+// Migrations returns the number of migrations recorded in the database
+// (each applied exactly once, so this equals SchemaVersion while versions
+// are contiguous).
+func (db *DB) Migrations(ctx context.Context) (int, error) {
+	var n int64
+	if err := db.read(ctx).Model(&schemaMigrationRow{}).Count(&n).Error; err != nil {
+		return 0, fmt.Errorf("store: count migrations: %w", err)
+	}
+	return int(n), nil
 }
 
 func applyMigrations(tx *gorm.DB) error {

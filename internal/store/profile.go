@@ -70,7 +70,7 @@ func (db *DB) UpdateProfile(ctx context.Context, name string, fn func(p *host.Pr
 		}
 		p.CreatedAt, p.UpdatedAt = row.CreatedAt, now()
 		nrow := toProfileRow(p)
-		err = tx.Model(&profileRow{}).Where("name = ?", name).Select("*").Omit("name", "created_at").Updates(&nrow).Error
+		err = tx.Model(&profileRow{}).Where("name = ?", name).Updates(nrow.columns()).Error
 		if err := dbErr(err); err != nil {
 			return fmt.Errorf("store: update profile %s: %w", name, err)
 		}

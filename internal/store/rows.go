@@ -282,6 +282,23 @@ func toProfileRow(p host.Profile) profileRow {
 	}
 }
 
+// columns returns every column of r but the key and the creation time.
+func (r profileRow) columns() map[string]any {
+	return map[string]any{
+		"kernel":        r.Kernel,
+		"initrds":       r.Initrds,
+		"cmdline":       r.Cmdline,
+		"installer":     r.Installer,
+		"config":        r.Config,
+		"flip_on_serve": r.FlipOnServe,
+		"image":         r.Image,
+		"image_sha256":  r.ImageSHA256,
+		"target_disk":   r.TargetDisk,
+		"clean_method":  r.CleanMethod,
+		"updated_at":    r.UpdatedAt,
+	}
+}
+
 func (r profileRow) toProfile() host.Profile {
 	return host.Profile{
 		Name:        r.Name,
