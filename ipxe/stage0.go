@@ -35,7 +35,7 @@ var stage0Text string
 var stage0Tmpl = template.Must(template.New("stage0").Option("missingkey=error").Parse(stage0Text))
 
 var (
-	tokenRE  = regexp.MustCompile(`^[0-9a-f]{16,128}$`)
+	tokenRE   = regexp.MustCompile(`^[0-9a-f]{16,128}$`)
 	dnsNameRE = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 )
 
