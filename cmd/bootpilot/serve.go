@@ -1,6 +1,121 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
 
-// newServeCmd is a placeholder until its owner fills it in.
-func newServeCmd() *cobra.Command { return &cobra.Command{Use: "serve", Hidden: true} }
+	"github.com/spf13/cobra"
+
+	"github.com/bootpilot/bootpilot/internal/config"
+	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/pki"
+	"github.com/bootpilot/bootpilot/internal/store"
+	"github.com/bootpilot/bootpilot/internal/token"
+	"github.com/bootpilot/bootpilot/server"
+)
+
+func newServeCmd() *cobra.Command {
+	cfg := config.Default()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the bootpilot server (HTTPS boot API, admin API, metrics)",
+		Long: `Run the server. With no flags it keeps everything in ./bootpilot-data: a SQLite
+database, a self-made RSA CA (ca.pem) and server certificate, and the admin API
+token (admin-token, printed once on first start). Every flag has a BOOTPILOT_*
+environment twin (--db ← BOOTPILOT_DB).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.EnvOverlay(cmd.Flags()); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, cmd.OutOrStdout(), nil)
+		},
+	}
+	cfg.Bind(cmd.Flags())
+	return cmd
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(cfg.LogLevel))
+	o := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}
+
+// serve runs the server until ctx ends. ready, if not nil, is called with the
+// listening address once the server accepts connections.
+func serve(ctx context.Context, cfg config.Config, stdout io.Writer, ready func(addr string)) error {
+	log := newLogger(cfg, os.Stderr)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	bundle, err := pki.Ensure(pki.FilesIn(cfg.DataDir), []string{cfg.ExternalHost()}, time.Now())
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.DSN())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := bootstrapAdmin(ctx, db, cfg.DataDir, stdout); err != nil {
+		return err
+	}
+	srv, err := server.New(server.Options{
+		Store: db, PKI: bundle, ExternalURL: cfg.ExternalURL, Policy: cfg.Policy(),
+		CleanProfile: cfg.CleanProfile, HoldSeconds: cfg.HoldSeconds, AgentAfter: cfg.AgentAfter,
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	log.Info("bootpilot serving", "listen", ln.Addr().String(), "external_url", cfg.ExternalURL,
+		"db", db.Driver(), "ca", filepath.Join(cfg.DataDir, "ca.pem"), "ca_sha256", pki.Fingerprint(bundle.CA))
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	err = srv.Serve(ctx, ln)
+	log.Info("bootpilot stopped")
+	return err
+}
+
+// bootstrapAdmin creates the first admin token when the database has none,
+// prints it once and keeps it in <data-dir>/admin-token (0600). Only its hash
+// goes into the database.
+func bootstrapAdmin(ctx context.Context, db *store.DB, dataDir string, stdout io.Writer) error {
+	n, err := db.CountAPITokens(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	plain, hash := token.NewN(32)
+	file := filepath.Join(dataDir, "admin-token")
+	if err := os.WriteFile(file, []byte(plain+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	err = db.CreateAPIToken(ctx, host.APIToken{Name: "admin", Hash: hash, Role: "admin", CreatedAt: time.Now().UTC()})
+	if errors.Is(err, host.ErrConflict) {
+		return nil // another replica made it first
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Admin API token (shown once, also saved to %s):\n%s\n", file, plain)
+	return nil
+}

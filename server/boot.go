@@ -1,0 +1,357 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/bootpilot/bootpilot/bootscripts"
+	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/token"
+)
+
+const scriptTimeoutMS = 30000 // --timeout of every fetch in a stage-1 script
+
+// ipxe writes a script answer.
+func ipxe(c *gin.Context, script []byte) {
+	c.Header("Cache-Control", "no-store")
+	c.Data(http.StatusOK, "text/plain; charset=utf-8", script)
+}
+
+// localboot serves the fail-safe script.
+func (s *Server) localboot(c *gin.Context) {
+	ipxe(c, []byte(bootscripts.Localboot))
+}
+
+// bootScript answers GET /boot/v1/script: authenticate the host (HTTP Basic,
+// name + boot token), record its inventory, decide from its state, store the
+// transition, serve the script. Every failure ends in a 5xx or localboot.
+func (s *Server) bootScript(c *gin.Context) {
+	ctx := c.Request.Context()
+	name, tok, ok := c.Request.BasicAuth()
+	if !ok {
+		// iPXE sends credentials only after a challenge.
+		c.Header("WWW-Authenticate", `Basic realm="bootpilot"`)
+		c.String(http.StatusUnauthorized, "credentials required\n")
+		return
+	}
+	h, err := s.store.GetHost(ctx, name)
+	if err != nil {
+		if errors.Is(err, host.ErrNotFound) {
+			s.metrics.boot("unauthorized")
+			c.Header("WWW-Authenticate", `Basic realm="bootpilot"`)
+			c.String(http.StatusUnauthorized, "unknown host or bad token\n")
+			return
+		}
+		s.bootError(c, name, "load host", err)
+		return
+	}
+	if !token.Match(h.TokenHash, tok) {
+		s.metrics.boot("unauthorized")
+		s.log.Warn("boot: bad token", "host", name, "request_id", requestID(c))
+		c.Header("WWW-Authenticate", `Basic realm="bootpilot"`)
+		c.String(http.StatusUnauthorized, "unknown host or bad token\n")
+		return
+	}
+	inv, err := inventory(c, s.now())
+	if err != nil {
+		s.metrics.boot("refused")
+		c.String(http.StatusBadRequest, "%s\n", err)
+		return
+	}
+	if inv.MAC != "" && !slices.Contains(h.MACs, inv.MAC) {
+		s.metrics.boot("refused")
+		s.log.Warn("boot: MAC not registered for host", "host", name, "mac", inv.MAC, "request_id", requestID(c))
+		c.String(http.StatusForbidden, "MAC %s does not belong to host %s\n", inv.MAC, name)
+		return
+	}
+	s.recordInventory(c, h, inv)
+
+	plan := host.PlanBoot(h, s.now(), s.opt.Policy)
+	if plan.Event == "" {
+		s.serveStatic(c, h, plan.Action)
+		return
+	}
+
+	// A transition: render inside the locked update so the script served is
+	// exactly the attempt stored; a template error aborts the transaction.
+	cb, cbHash := token.New()
+	var script []byte
+	var served host.Action
+	_, err = s.store.UpdateHost(ctx, name, func(h *host.Host) ([]host.Record, error) {
+		plan := host.PlanBoot(*h, s.now(), s.opt.Policy) // re-plan on the locked row
+		if plan.Event == "" {
+			return nil, errNoop
+		}
+		recs, err := s.transition(h, plan.Event, "boot", requestID(c), plan.Reason)
+		if err != nil {
+			return nil, err
+		}
+		h.Attempt, h.Deadline = plan.Attempt, plan.Deadline
+		served, script = plan.Action, nil
+		if plan.Action == host.ActionLocalboot {
+			return recs, nil
+		}
+		h.CallbackHash, h.LastCallback = cbHash, ""
+		script, err = s.renderAction(ctx, *h, plan.Action, cb)
+		if err != nil {
+			return nil, err
+		}
+		if plan.Action == host.ActionInstall && s.flipOnServe(ctx, h.Profile) {
+			more, err := s.transition(h, host.EventInstalled, "boot", requestID(c), "profile flips on serve")
+			if err != nil {
+				return nil, err
+			}
+			h.LastCallback = host.EventInstalled
+			recs = append(recs, more...)
+		}
+		return recs, nil
+	})
+	switch {
+	case errors.Is(err, errNoop):
+		// Another boot moved the host first; serve what the state says now.
+		h, err := s.store.GetHost(ctx, name)
+		if err != nil {
+			s.bootError(c, name, "reload host", err)
+			return
+		}
+		s.serveStatic(c, h, host.PlanBoot(h, s.now(), s.opt.Policy).Action)
+	case err != nil:
+		s.bootError(c, name, "apply boot plan", err)
+	case served == host.ActionLocalboot:
+		s.metrics.boot(string(host.ActionLocalboot))
+		s.localboot(c)
+	default:
+		s.metrics.boot(string(served))
+		s.log.Info("boot: served", "host", name, "action", served, "request_id", requestID(c))
+		ipxe(c, script)
+	}
+}
+
+// serveStatic serves an action that changes no state: localboot or hold. A
+// state that needs a transition is never served from here.
+func (s *Server) serveStatic(c *gin.Context, h host.Host, a host.Action) {
+	if a == host.ActionHold {
+		script, err := s.renderAction(c.Request.Context(), h, a, "")
+		if err != nil {
+			s.log.Error("boot: render hold script", "host", h.Name, "err", err)
+			script = []byte(bootscripts.Localboot)
+		}
+		s.metrics.boot(string(a))
+		ipxe(c, script)
+		return
+	}
+	s.metrics.boot(string(host.ActionLocalboot))
+	s.localboot(c)
+}
+
+// bootError answers a server-side failure on the boot path: 503, which the
+// stage-0 script maps to "exit 1" (the local disk).
+func (s *Server) bootError(c *gin.Context, name, step string, err error) {
+	s.metrics.boot("error")
+	var ve *host.ValidationError
+	if errors.As(err, &ve) || errors.Is(err, host.ErrNotFound) {
+		// A profile or template problem: nothing will fix itself by retrying.
+		s.log.Error("boot: cannot build script; serving localboot", "host", name, "step", step, "request_id", requestID(c), "err", err)
+		s.localboot(c)
+		return
+	}
+	s.log.Error("boot: failed; answering 503 (host boots its disk)", "host", name, "step", step, "request_id", requestID(c), "err", err)
+	c.String(http.StatusServiceUnavailable, "temporarily unavailable\n")
+}
+
+func (s *Server) flipOnServe(ctx context.Context, profile string) bool {
+	p, err := s.store.GetProfile(ctx, profile)
+	return err == nil && p.FlipOnServe
+}
+
+// scriptData gathers what templates need for h and action a.
+func (s *Server) scriptData(ctx context.Context, h host.Host, a host.Action, cb string) (bootscripts.ScriptData, error) {
+	d := bootscripts.ScriptData{
+		Action: a, Host: h, Attempt: h.Attempt, ServerURL: s.opt.ExternalURL,
+		CAPEM: s.caPEM, CAFingerprint: s.caFP, HoldSeconds: s.opt.HoldSeconds,
+		Timeout: scriptTimeoutMS, After: s.opt.AgentAfter,
+	}
+	if cb != "" {
+		d.CallbackURL = fmt.Sprintf("%s/boot/v1/callback/%s/%s", s.opt.ExternalURL, h.Name, cb)
+		d.ConfigURL = fmt.Sprintf("%s/boot/v1/config/%s/%s", s.opt.ExternalURL, h.Name, cb)
+	}
+	profile := ""
+	switch a {
+	case host.ActionInstall:
+		profile = h.Profile
+		if profile == "" {
+			return d, host.Invalid("profile", "host %s has no profile to install", h.Name)
+		}
+	case host.ActionClean:
+		profile = s.opt.CleanProfile
+	}
+	if profile != "" {
+		p, err := s.store.GetProfile(ctx, profile)
+		if err != nil {
+			return d, fmt.Errorf("profile %q: %w", profile, err)
+		}
+		d.Profile = p
+	}
+	return d, nil
+}
+
+func (s *Server) renderAction(ctx context.Context, h host.Host, a host.Action, cb string) ([]byte, error) {
+	d, err := s.scriptData(ctx, h, a, cb)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := s.render.Script(&buf, d); err != nil {
+		return nil, host.Invalid("template", "render %s script: %v", a, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// inventory reads what iPXE said about the machine.
+func inventory(c *gin.Context, now time.Time) (host.Inventory, error) {
+	inv := host.Inventory{
+		UUID: c.Query("uuid"), Serial: c.Query("serial"), Asset: c.Query("asset"),
+		Arch: c.Query("arch"), Platform: c.Query("platform"), SeenAt: now.UTC(),
+	}
+	if m := c.Query("mac"); m != "" {
+		n, err := host.NormalizeMAC(m)
+		if err != nil {
+			return inv, fmt.Errorf("mac %q is not a MAC address", m)
+		}
+		inv.MAC = n
+	}
+	for _, v := range []*string{&inv.UUID, &inv.Serial, &inv.Asset, &inv.Arch, &inv.Platform} {
+		if len(*v) > 128 {
+			*v = (*v)[:128]
+		}
+	}
+	return inv, nil
+}
+
+// recordInventory stores what the host reported, at most once a minute when
+// nothing changed, so a boot storm does not become a write storm.
+func (s *Server) recordInventory(c *gin.Context, h host.Host, inv host.Inventory) {
+	old := h.Inventory
+	same := old.MAC == inv.MAC && old.UUID == inv.UUID && old.Serial == inv.Serial &&
+		old.Asset == inv.Asset && old.Arch == inv.Arch && old.Platform == inv.Platform
+	if same && inv.SeenAt.Sub(old.SeenAt) < time.Minute {
+		return
+	}
+	if err := s.store.SetInventory(c.Request.Context(), h.Name, inv); err != nil {
+		s.log.Warn("boot: record inventory", "host", h.Name, "err", err)
+	}
+}
+
+// callbackBody is what installers and the agent POST.
+type callbackBody struct {
+	Event  host.Event `json:"event"`  // "installed", "cleaned", "failed", "progress"
+	Detail string     `json:"detail"` // free text, at most 1000 bytes kept
+}
+
+// callback answers POST /boot/v1/callback/{name}/{token}.
+func (s *Server) callback(c *gin.Context) {
+	name, tok := c.Param("name"), c.Param("token")
+	var body callbackBody
+	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10))
+	if err := dec.Decode(&body); err != nil {
+		s.fail(c, host.Invalid("body", "want JSON like {\"event\":\"installed\"}: %v", err))
+		return
+	}
+	switch body.Event {
+	case host.EventInstalled, host.EventCleaned, host.EventFailed, "progress":
+	default:
+		s.fail(c, host.Invalid("event", "%q is not installed, cleaned, failed or progress", body.Event))
+		return
+	}
+	if len(body.Detail) > 1000 {
+		body.Detail = body.Detail[:1000]
+	}
+	h, err := s.store.UpdateHost(c.Request.Context(), name, func(h *host.Host) ([]host.Record, error) {
+		if !token.Match(h.CallbackHash, tok) {
+			return nil, fmt.Errorf("%w: callback token is not the current attempt's", host.ErrStaleToken)
+		}
+		if body.Event == "progress" {
+			if h.LastCallback != "" {
+				return nil, errNoop
+			}
+			return []host.Record{{Host: h.Name, Actor: "callback", Action: "progress", Attempt: h.Attempt,
+				Reason: body.Detail, RequestID: requestID(c), Time: s.now().UTC()}}, nil
+		}
+		if h.LastCallback == body.Event {
+			return nil, errNoop // a repeated callback: already applied
+		}
+		if h.LastCallback != "" {
+			return nil, fmt.Errorf("%w: this attempt already reported %s", host.ErrConflict, h.LastCallback)
+		}
+		reason := body.Detail
+		if reason == "" {
+			reason = fmt.Sprintf("attempt %d reported %s", h.Attempt, body.Event)
+		}
+		recs, err := s.transition(h, body.Event, "callback", requestID(c), reason)
+		if err != nil {
+			return nil, err
+		}
+		h.LastCallback = body.Event
+		if body.Event == host.EventCleaned && h.CleanThenInstall {
+			h.CleanThenInstall = false
+			more, err := s.transition(h, host.EventReimage, "callback", requestID(c), "clean then install")
+			if err != nil {
+				return nil, err
+			}
+			recs = append(recs, more...)
+		}
+		return recs, nil
+	})
+	switch {
+	case errors.Is(err, errNoop):
+		c.JSON(http.StatusOK, gin.H{"status": "already recorded"})
+	case errors.Is(err, host.ErrNotFound):
+		s.fail(c, host.ErrStaleToken) // do not reveal which hosts exist
+	case err != nil:
+		s.fail(c, err)
+	default:
+		s.metrics.callback(string(body.Event))
+		s.log.Info("callback", "host", name, "event", body.Event, "state", h.State, "request_id", requestID(c))
+		c.JSON(http.StatusOK, gin.H{"status": "recorded", "state": h.State})
+	}
+}
+
+// installerConfig answers GET /boot/v1/config/{name}/{token}/{file}: the
+// kickstart, preseed or user-data of the attempt the token belongs to.
+func (s *Server) installerConfig(c *gin.Context) {
+	ctx := c.Request.Context()
+	name, tok, file := c.Param("name"), c.Param("token"), c.Param("file")
+	h, err := s.store.GetHost(ctx, name)
+	if err != nil || !token.Match(h.CallbackHash, tok) || h.State != host.StateInstalling {
+		if err != nil && !errors.Is(err, host.ErrNotFound) {
+			s.fail(c, err)
+			return
+		}
+		s.fail(c, host.ErrStaleToken)
+		return
+	}
+	d, err := s.scriptData(ctx, h, host.ActionInstall, tok)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var buf bytes.Buffer
+	if err := s.render.Config(&buf, file, d); err != nil {
+		if errors.Is(err, host.ErrNotFound) {
+			s.fail(c, err)
+			return
+		}
+		s.fail(c, fmt.Errorf("render %s for %s: %w", file, name, err))
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.Data(http.StatusOK, "text/plain; charset=utf-8", buf.Bytes())
+}

@@ -1,0 +1,51 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/bootpilot/bootpilot/internal/host"
+)
+
+// errorBody is every error answer of the admin API.
+type errorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+// status maps an error to its HTTP status: the one table.
+func status(err error) int {
+	var ve *host.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		return http.StatusBadRequest
+	case errors.Is(err, host.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, host.ErrConflict), errors.Is(err, host.ErrInvalidTransition):
+		return http.StatusConflict
+	case errors.Is(err, host.ErrUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, host.ErrForbidden), errors.Is(err, host.ErrStaleToken):
+		return http.StatusForbidden
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// fail renders err as JSON; a 500 is logged with details and sent without.
+func (s *Server) fail(c *gin.Context, err error) {
+	code := status(err)
+	body := errorBody{Error: err.Error()}
+	var ve *host.ValidationError
+	if errors.As(err, &ve) {
+		body = errorBody{Error: ve.Reason, Field: ve.Field}
+	}
+	if code == http.StatusInternalServerError {
+		s.log.Error("request failed", "method", c.Request.Method, "route", c.FullPath(),
+			"request_id", requestID(c), "err", err)
+		body = errorBody{Error: "internal error (request id " + requestID(c) + ")"}
+	}
+	c.AbortWithStatusJSON(code, body)
+}
