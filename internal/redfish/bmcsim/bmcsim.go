@@ -655,11 +655,13 @@ func (b *BMC) mediaJSON(p string, m *Media) map[string]any {
 		}
 	}
 	if !b.cfg.NoInsertAction {
+		insert := map[string]any{"target": p + "/Actions/VirtualMedia.InsertMedia"}
+		if !b.cfg.RequireTransferProtocol {
+			// Vendors that demand the parameter tend not to advertise it.
+			insert["TransferProtocolType@Redfish.AllowableValues"] = transferProt
+		}
 		o["Actions"] = map[string]any{
-			"#VirtualMedia.InsertMedia": map[string]any{
-				"target": p + "/Actions/VirtualMedia.InsertMedia",
-				"TransferProtocolType@Redfish.AllowableValues": transferProt,
-			},
+			"#VirtualMedia.InsertMedia": insert,
 			"#VirtualMedia.EjectMedia": map[string]any{"target": p + "/Actions/VirtualMedia.EjectMedia"},
 		}
 	}
