@@ -662,7 +662,7 @@ func (b *BMC) mediaJSON(p string, m *Media) map[string]any {
 		}
 		o["Actions"] = map[string]any{
 			"#VirtualMedia.InsertMedia": insert,
-			"#VirtualMedia.EjectMedia": map[string]any{"target": p + "/Actions/VirtualMedia.EjectMedia"},
+			"#VirtualMedia.EjectMedia":  map[string]any{"target": p + "/Actions/VirtualMedia.EjectMedia"},
 		}
 	}
 	return o
