@@ -82,6 +82,13 @@ func (s *Server) bootScript(c *gin.Context) {
 
 	// A transition: render inside the locked update so the script served is
 	// exactly the attempt stored; a template error aborts the transaction.
+	// Profiles are read first: the transaction must not wait for a second
+	// connection while it holds the row lock.
+	profiles, err := s.bootProfiles(ctx, h)
+	if err != nil {
+		s.bootError(c, name, "load profile", err)
+		return
+	}
 	cb, cbHash := token.New()
 	var script []byte
 	var served host.Action
@@ -100,11 +107,11 @@ func (s *Server) bootScript(c *gin.Context) {
 			return recs, nil
 		}
 		h.CallbackHash, h.LastCallback = cbHash, ""
-		script, err = s.renderAction(ctx, *h, plan.Action, cb)
+		script, err = s.renderAction(*h, plan.Action, cb, profiles)
 		if err != nil {
 			return nil, err
 		}
-		if plan.Action == host.ActionInstall && s.flipOnServe(ctx, h.Profile) {
+		if plan.Action == host.ActionInstall && profiles[h.Profile].FlipOnServe {
 			more, err := s.transition(h, host.EventInstalled, "boot", requestID(c), "profile flips on serve")
 			if err != nil {
 				return nil, err
@@ -139,7 +146,7 @@ func (s *Server) bootScript(c *gin.Context) {
 // state that needs a transition is never served from here.
 func (s *Server) serveStatic(c *gin.Context, h host.Host, a host.Action) {
 	if a == host.ActionHold {
-		script, err := s.renderAction(c.Request.Context(), h, a, "")
+		script, err := s.renderAction(h, a, "", nil)
 		if err != nil {
 			s.log.Error("boot: render hold script", "host", h.Name, "err", err)
 			script = []byte(bootscripts.Localboot)
@@ -167,13 +174,28 @@ func (s *Server) bootError(c *gin.Context, name, step string, err error) {
 	c.String(http.StatusServiceUnavailable, "temporarily unavailable\n")
 }
 
-func (s *Server) flipOnServe(ctx context.Context, profile string) bool {
-	p, err := s.store.GetProfile(ctx, profile)
-	return err == nil && p.FlipOnServe
+// bootProfiles loads the profiles a boot of h may need: its install profile
+// and the clean profile, by name.
+func (s *Server) bootProfiles(ctx context.Context, h host.Host) (map[string]host.Profile, error) {
+	ps := map[string]host.Profile{}
+	for _, name := range []string{h.Profile, s.opt.CleanProfile} {
+		if name == "" {
+			continue
+		}
+		p, err := s.store.GetProfile(ctx, name)
+		if errors.Is(err, host.ErrNotFound) {
+			continue // reported when (and only if) a script needs it
+		}
+		if err != nil {
+			return nil, err
+		}
+		ps[name] = p
+	}
+	return ps, nil
 }
 
 // scriptData gathers what templates need for h and action a.
-func (s *Server) scriptData(ctx context.Context, h host.Host, a host.Action, cb string) (bootscripts.ScriptData, error) {
+func (s *Server) scriptData(h host.Host, a host.Action, cb string, profiles map[string]host.Profile) (bootscripts.ScriptData, error) {
 	d := bootscripts.ScriptData{
 		Action: a, Host: h, Attempt: h.Attempt, ServerURL: s.opt.ExternalURL,
 		CAPEM: s.caPEM, CAFingerprint: s.caFP, HoldSeconds: s.opt.HoldSeconds,
@@ -194,17 +216,17 @@ func (s *Server) scriptData(ctx context.Context, h host.Host, a host.Action, cb 
 		profile = s.opt.CleanProfile
 	}
 	if profile != "" {
-		p, err := s.store.GetProfile(ctx, profile)
-		if err != nil {
-			return d, fmt.Errorf("profile %q: %w", profile, err)
+		p, ok := profiles[profile]
+		if !ok {
+			return d, fmt.Errorf("profile %q: %w", profile, host.ErrNotFound)
 		}
 		d.Profile = p
 	}
 	return d, nil
 }
 
-func (s *Server) renderAction(ctx context.Context, h host.Host, a host.Action, cb string) ([]byte, error) {
-	d, err := s.scriptData(ctx, h, a, cb)
+func (s *Server) renderAction(h host.Host, a host.Action, cb string, profiles map[string]host.Profile) ([]byte, error) {
+	d, err := s.scriptData(h, a, cb, profiles)
 	if err != nil {
 		return nil, err
 	}
@@ -338,7 +360,12 @@ func (s *Server) installerConfig(c *gin.Context) {
 		s.fail(c, host.ErrStaleToken)
 		return
 	}
-	d, err := s.scriptData(ctx, h, host.ActionInstall, tok)
+	profiles, err := s.bootProfiles(ctx, h)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	d, err := s.scriptData(h, host.ActionInstall, tok, profiles)
 	if err != nil {
 		s.fail(c, err)
 		return
