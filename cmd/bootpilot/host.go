@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -40,7 +41,7 @@ func newHostCmd() *cobra.Command {
 			func(c *client.Client, cmd *cobra.Command, name string) (host.Host, error) {
 				return c.Retry(cmd.Context(), name)
 			}),
-		newHostTokenCmd(f), newHostEventsCmd(f), newHostImportCmd(f),
+		newHostTokenCmd(f), newHostEventsCmd(f), newHostImportCmd(f), newHostISOCmd(f),
 	)
 	return cmd
 }
@@ -636,4 +637,53 @@ func cliValidHash(s string) bool {
 		}
 	}
 	return true
+}
+
+func newHostISOCmd(f *clientFlags) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "iso NAME [--file NAME.iso]",
+		Short: "Download the host's boot ISO from the server",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if file == "" {
+				if err := host.ValidName("name", name); err != nil {
+					return fmt.Errorf("host iso: %w", err)
+				}
+				file = name + ".iso"
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			// Write next to the target and rename, so a failed download
+			// never leaves a truncated ISO under the final name.
+			tmp, err := os.CreateTemp(filepath.Dir(file), ".bootpilot-iso-*")
+			if err != nil {
+				return fmt.Errorf("host iso %s: %w", name, err)
+			}
+			defer os.Remove(tmp.Name())
+			n, err := c.DownloadISO(cmd.Context(), name, tmp)
+			if cerr := tmp.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("host iso %s: %w", name, err)
+			}
+			if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+				return fmt.Errorf("host iso %s: %w", name, err)
+			}
+			if err := os.Rename(tmp.Name(), file); err != nil {
+				return fmt.Errorf("host iso %s: %w", name, err)
+			}
+			if asJSON, _ := f.json(); asJSON {
+				return cliJSON(cmd.OutOrStdout(), map[string]any{"name": name, "file": file, "bytes": n})
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%d bytes)\n", file, n)
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "where to write the ISO (default NAME.iso)")
+	return cmd
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -305,5 +307,29 @@ func TestHostImport(t *testing.T) {
 	}
 	if _, _, ok := s.Host("node04"); ok {
 		t.Errorf("node04 was created despite its MAC conflict")
+	}
+}
+
+func TestHostISO(t *testing.T) {
+	s, _ := cliFake(t)
+	cliMustRun(t, node01Args...)
+	if out := cliMustRun(t, "host", "iso", "node01"); out != fmt.Sprintf("wrote node01.iso (%d bytes)\n", len(s.ISO)) {
+		t.Errorf("host iso = %q", out)
+	}
+	got, err := os.ReadFile("node01.iso")
+	if err != nil || !bytes.Equal(got, s.ISO) {
+		t.Errorf("node01.iso = %q, %v; want %q", got, err, s.ISO)
+	}
+	if r := s.LastRequest(); r.Path != "/api/v1/hosts/node01/iso" {
+		t.Errorf("host iso asked %s", r.Path)
+	}
+	if _, _, err := cliRun(t, "host", "iso", "nope", "-f", "nope.iso"); !errors.Is(err, host.ErrNotFound) {
+		t.Errorf("host iso nope: err = %v, want ErrNotFound", err)
+	}
+	entries, _ := os.ReadDir(".")
+	for _, e := range entries {
+		if e.Name() != "node01.iso" && e.Name() != "fake-ca.pem" {
+			t.Errorf("host iso left %s behind", e.Name())
+		}
 	}
 }
