@@ -627,7 +627,7 @@ func (b *BMC) reset(w http.ResponseWriter, r *http.Request) *apiError {
 		}
 	}
 	if b.cfg.AsyncTasks {
-		return b.run(w, nil, func() *apiError { apply(); go hooks(); return nil })
+		return b.run(w, nil, func() *apiError { apply(); hooks(); return nil })
 	}
 	apply()
 	hooks()
