@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/bootpilot/bootpilot/internal/host"
 )
@@ -21,13 +23,75 @@ func newProfileCmd() *cobra.Command {
 		Long:  "Manage install profiles through the server's admin API.\n\n" + cliConnectionHelp,
 	}
 	f.register(cmd)
-	cmd.AddCommand(newProfileAddCmd(f), newProfileListCmd(f), newProfileShowCmd(f), newProfileDeleteCmd(f))
+	cmd.AddCommand(newProfileAddCmd(f), newProfileEditCmd(f), newProfileListCmd(f), newProfileShowCmd(f), newProfileDeleteCmd(f))
 	return cmd
 }
 
+// profileFields are the flags that set a profile's fields.
+type profileFields struct {
+	p                     host.Profile
+	installer, configFile string
+}
+
+func (pf *profileFields) register(fs *pflag.FlagSet) {
+	fs.StringVar(&pf.p.Kernel, "kernel", "", "kernel URL (http or https)")
+	fs.StringArrayVar(&pf.p.Initrds, "initrd", nil, "initrd URL (repeat for several, in order)")
+	fs.StringVar(&pf.p.Cmdline, "cmdline", "", "kernel command line")
+	fs.StringVar(&pf.installer, "installer", "", "kickstart, preseed, autoinstall, image or none")
+	fs.StringVar(&pf.configFile, "config-file", "", "installer config template (Go text/template) replacing the built-in one")
+	fs.BoolVar(&pf.p.FlipOnServe, "flip-on-serve", false, "mark the install done when it is served (installers that cannot call back)")
+	fs.StringVar(&pf.p.Image, "image", "", "disk image URL or OCI reference (installer image)")
+	fs.StringVar(&pf.p.ImageSHA256, "image-sha256", "", "SHA-256 (hex) of the image as served")
+	fs.StringVar(&pf.p.TargetDisk, "target-disk", "", "target disk hint: serial=…, size>=100G or /dev/vda")
+	fs.StringVar(&pf.p.CleanMethod, "clean-method", "", "zero, discard or metadata (when used as the clean profile)")
+}
+
+// patch returns the JSON fields of the flags set on the command line.
+func (pf *profileFields) patch(fs *pflag.FlagSet) (map[string]any, error) {
+	m := map[string]any{}
+	set := func(flag, field string, v any) {
+		if fs.Changed(flag) {
+			m[field] = v
+		}
+	}
+	set("kernel", "kernel", pf.p.Kernel)
+	set("initrd", "initrds", pf.p.Initrds)
+	set("cmdline", "cmdline", pf.p.Cmdline)
+	set("installer", "installer", pf.installer)
+	set("flip-on-serve", "flip_on_serve", pf.p.FlipOnServe)
+	set("image", "image", pf.p.Image)
+	set("image-sha256", "image_sha256", pf.p.ImageSHA256)
+	set("target-disk", "target_disk", pf.p.TargetDisk)
+	set("clean-method", "clean_method", pf.p.CleanMethod)
+	if fs.Changed("config-file") {
+		m["config"] = ""
+		if pf.configFile != "" {
+			b, err := os.ReadFile(pf.configFile)
+			if err != nil {
+				return nil, err
+			}
+			m["config"] = string(b)
+		}
+	}
+	return m, nil
+}
+
+// apply sets the fields of the flags given on the command line in p.
+func (pf *profileFields) apply(fs *pflag.FlagSet, p *host.Profile) error {
+	m, err := pf.patch(fs)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, p)
+}
+
 func newProfileAddCmd(f *clientFlags) *cobra.Command {
-	var p host.Profile
-	var installer, file, configFile string
+	var pf profileFields
+	var file string
 	cmd := &cobra.Command{
 		Use: "add NAME --kernel URL --initrd URL… [--cmdline S] --installer KIND [--config-file F]\n" +
 			"  bootpilot profile add [NAME] --file profile.json",
@@ -43,7 +107,7 @@ func newProfileAddCmd(f *clientFlags) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("profile add: %w", err)
 				}
-				dec := json.NewDecoder(strings.NewReader(string(b)))
+				dec := json.NewDecoder(bytes.NewReader(b))
 				dec.DisallowUnknownFields()
 				if err := dec.Decode(&out); err != nil {
 					return fmt.Errorf("profile add: %s: %w", file, err)
@@ -62,32 +126,8 @@ func newProfileAddCmd(f *clientFlags) *cobra.Command {
 					}
 				}
 			}
-			over := func(flag string, dst *string, v string) {
-				if fs.Changed(flag) {
-					*dst = v
-				}
-			}
-			over("kernel", &out.Kernel, p.Kernel)
-			over("cmdline", &out.Cmdline, p.Cmdline)
-			over("image", &out.Image, p.Image)
-			over("image-sha256", &out.ImageSHA256, p.ImageSHA256)
-			over("target-disk", &out.TargetDisk, p.TargetDisk)
-			over("clean-method", &out.CleanMethod, p.CleanMethod)
-			if fs.Changed("installer") {
-				out.Installer = host.Installer(installer)
-			}
-			if fs.Changed("initrd") {
-				out.Initrds = p.Initrds
-			}
-			if fs.Changed("flip-on-serve") {
-				out.FlipOnServe = p.FlipOnServe
-			}
-			if configFile != "" {
-				b, err := os.ReadFile(configFile)
-				if err != nil {
-					return fmt.Errorf("profile add %s: %w", out.Name, err)
-				}
-				out.Config = string(b)
+			if err := pf.apply(fs, &out); err != nil {
+				return fmt.Errorf("profile add %s: %w", out.Name, err)
 			}
 			check := out
 			check.Initrds = append([]string(nil), out.Initrds...)
@@ -105,18 +145,37 @@ func newProfileAddCmd(f *clientFlags) *cobra.Command {
 			return cliPrintProfileResult(f, cmd.OutOrStdout(), got)
 		},
 	}
-	fs := cmd.Flags()
-	fs.StringVar(&p.Kernel, "kernel", "", "kernel URL (http or https)")
-	fs.StringArrayVar(&p.Initrds, "initrd", nil, "initrd URL (repeat for several, in order)")
-	fs.StringVar(&p.Cmdline, "cmdline", "", "kernel command line")
-	fs.StringVar(&installer, "installer", "", "kickstart, preseed, autoinstall, image or none")
-	fs.StringVar(&configFile, "config-file", "", "installer config template (Go text/template) replacing the built-in one")
-	fs.BoolVar(&p.FlipOnServe, "flip-on-serve", false, "mark the install done when it is served (installers that cannot call back)")
-	fs.StringVar(&p.Image, "image", "", "disk image URL or OCI reference (installer image)")
-	fs.StringVar(&p.ImageSHA256, "image-sha256", "", "SHA-256 (hex) of the image as served")
-	fs.StringVar(&p.TargetDisk, "target-disk", "", "target disk hint: serial=…, size>=100G or /dev/vda")
-	fs.StringVar(&p.CleanMethod, "clean-method", "", "zero, discard or metadata (when used as the clean profile)")
-	fs.StringVar(&file, "file", "", "read the profile from this JSON file")
+	pf.register(cmd.Flags())
+	cmd.Flags().StringVar(&file, "file", "", "read the profile from this JSON file")
+	return cmd
+}
+
+func newProfileEditCmd(f *clientFlags) *cobra.Command {
+	var pf profileFields
+	cmd := &cobra.Command{
+		Use:   "edit NAME [--kernel URL] [--cmdline S]…",
+		Short: "Change a profile (only the flags given change; --config-file \"\" drops a custom config)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			patch, err := pf.patch(cmd.Flags())
+			if err != nil {
+				return fmt.Errorf("profile edit %s: %w", args[0], err)
+			}
+			if len(patch) == 0 {
+				return fmt.Errorf("profile edit %s: no field flags given; nothing to change", args[0])
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			got, err := c.PatchProfile(cmd.Context(), args[0], patch)
+			if err != nil {
+				return fmt.Errorf("profile edit %s: %w", args[0], err)
+			}
+			return cliPrintProfileResult(f, cmd.OutOrStdout(), got)
+		},
+	}
+	pf.register(cmd.Flags())
 	return cmd
 }
 

@@ -120,3 +120,39 @@ func TestProfileListShowDelete(t *testing.T) {
 		t.Errorf("profile list -o json = %s (%v)", out, err)
 	}
 }
+
+// TestProfileEdit checks that edit sends exactly the flags given.
+func TestProfileEdit(t *testing.T) {
+	s, _ := cliFake(t)
+	cliMustRun(t, "profile", "add", "deb12", "--kernel", "https://m.example/k", "--installer", "preseed",
+		"--initrd", "https://m.example/i1")
+	tests := []struct {
+		args []string
+		body string
+	}{
+		{[]string{"--cmdline", "console=ttyS0"}, `{"cmdline":"console=ttyS0"}`},
+		{[]string{"--initrd", "https://m.example/a", "--initrd", "https://m.example/b", "--flip-on-serve"},
+			`{"flip_on_serve":true,"initrds":["https://m.example/a","https://m.example/b"]}`},
+		{[]string{"--config-file", ""}, `{"config":""}`},
+	}
+	for _, tt := range tests {
+		cliMustRun(t, append([]string{"profile", "edit", "deb12"}, tt.args...)...)
+		if r := s.LastRequest(); r.Method != "PATCH" || string(r.Body) != tt.body {
+			t.Errorf("profile edit %v sent %s %s, want PATCH %s", tt.args, r.Method, r.Body, tt.body)
+		}
+	}
+	out := cliMustRun(t, "profile", "show", "deb12", "-o", "json")
+	var p host.Profile
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Cmdline != "console=ttyS0" || len(p.Initrds) != 2 || !p.FlipOnServe || p.Installer != host.InstallerPreseed {
+		t.Errorf("profile after edits = %+v", p)
+	}
+	if _, _, err := cliRun(t, "profile", "edit", "deb12"); err == nil || !strings.Contains(err.Error(), "nothing to change") {
+		t.Errorf("profile edit without flags: err = %v", err)
+	}
+	if _, _, err := cliRun(t, "profile", "edit", "nope", "--cmdline", "x"); !errors.Is(err, host.ErrNotFound) {
+		t.Errorf("profile edit nope: err = %v, want ErrNotFound", err)
+	}
+}
