@@ -126,6 +126,13 @@ func TestGoldenCoversEveryTemplate(t *testing.T) {
 			return err
 		}
 		n++
+		src, err := fs.ReadFile(bootscripts.TemplatesFS, path)
+		if err != nil {
+			return err
+		}
+		if !bytes.HasPrefix(src, []byte("{{- /*")) || !bytes.Contains(src[:bytes.Index(src, []byte("*/"))], []byte("Fields")) {
+			t.Errorf("template %s does not start with a comment listing its Fields", path)
+		}
 		if !used[path] {
 			t.Errorf("template %s has no golden case in goldenCases", path)
 		}
