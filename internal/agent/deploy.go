@@ -119,7 +119,7 @@ func writeImage(body io.Reader, length int64, wantSHA256 string, dev Device, pro
 	buf := make([]byte, 4<<20)
 	last := time.Now()
 	for {
-		n, rerr := io.ReadFull(src, buf)
+		n, rerr := fill(src, buf)
 		if n > 0 {
 			if res.Written+int64(n) > dev.Size() {
 				return res, fmt.Errorf("image larger than the disk (%d bytes)", dev.Size())
@@ -129,7 +129,7 @@ func writeImage(body io.Reader, length int64, wantSHA256 string, dev Device, pro
 			}
 			res.Written += int64(n)
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
@@ -160,6 +160,22 @@ func writeImage(body io.Reader, length int64, wantSHA256 string, dev Device, pro
 		return res, fmt.Errorf("sync: %w", err)
 	}
 	return res, nil
+}
+
+// fill reads into buf until it is full or r ends. Unlike io.ReadFull it
+// returns io.EOF for a clean end after a partial buffer and passes every
+// other error (such as a truncated compressed stream's
+// io.ErrUnexpectedEOF) through.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // WipeEnds zeroes the first and last MiB of dev (or all of it when smaller)

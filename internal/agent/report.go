@@ -20,18 +20,20 @@ import (
 // its leaf does not chain to it.
 var ErrUntrusted = errors.New("server certificate not issued by the pinned CA")
 
-// PinnedTLSConfig returns a TLS client configuration that trusts only the
-// CA certificate whose SHA-256 (of its DER) is fingerprint. The server must
-// present that CA in its chain (as it does for iPXE); the leaf must chain to
-// it and be valid for the host being dialled.
-func PinnedTLSConfig(fingerprint []byte) *tls.Config {
+// PinnedTLSConfig returns a TLS client configuration for connections to
+// host (a DNS name or IP address) that trusts only the CA certificate whose
+// SHA-256 (of its DER) is fingerprint. The server must present that CA in
+// its chain (as it does for iPXE); the leaf must chain to it and be valid
+// for host.
+func PinnedTLSConfig(fingerprint []byte, host string) *tls.Config {
 	fp := bytes.Clone(fingerprint)
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
 	// Normal verification is replaced, not skipped: VerifyConnection below
 	// runs x509 verification with the pinned CA as the only root.
 	cfg.InsecureSkipVerify = true
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		return verifyPinned(cs.PeerCertificates, fp, cs.ServerName)
+		// Not cs.ServerName: it is empty when host is an IP address.
+		return verifyPinned(cs.PeerCertificates, fp, host)
 	}
 	return cfg
 }
@@ -65,12 +67,10 @@ func verifyPinned(chain []*x509.Certificate, fp []byte, host string) error {
 // the server name always set to the URL's host so IP-address URLs are
 // verified against IP SANs.
 func NewHTTPClient(fingerprint []byte) *http.Client {
-	base := PinnedTLSConfig(fingerprint)
 	tr := &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 15 * time.Second,
-		// ServerName is filled in per connection by DialTLSContext.
 		ResponseHeaderTimeout: 60 * time.Second,
 	}
 	tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -78,9 +78,7 @@ func NewHTTPClient(fingerprint []byte) *http.Client {
 		if err != nil {
 			return nil, err
 		}
-		cfg := base.Clone()
-		cfg.ServerName = host
-		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 15 * time.Second}, Config: cfg}
+		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 15 * time.Second}, Config: PinnedTLSConfig(fingerprint, host)}
 		return d.DialContext(ctx, network, addr)
 	}
 	return &http.Client{Transport: tr}
