@@ -271,7 +271,7 @@ func cliOneLine(s string) string {
 func newHostShowCmd(f *clientFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show NAME",
-		Short: fmt.Sprintf("Show a host and its last %d events", hostShowEvents),
+		Short: fmt.Sprintf("Show a host and its last %d events (newest first)", hostShowEvents),
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
@@ -282,12 +282,9 @@ func newHostShowCmd(f *clientFlags) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("host show %s: %w", args[0], err)
 			}
-			evs, err := c.Events(cmd.Context(), args[0])
+			evs, err := c.Events(cmd.Context(), args[0], hostShowEvents)
 			if err != nil {
 				return fmt.Errorf("host show %s: events: %w", args[0], err)
-			}
-			if len(evs) > hostShowEvents {
-				evs = evs[len(evs)-hostShowEvents:]
 			}
 			if evs == nil {
 				evs = []host.Record{}
@@ -475,16 +472,17 @@ func newHostTokenCmd(f *clientFlags) *cobra.Command {
 }
 
 func newHostEventsCmd(f *clientFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "events NAME",
-		Short: "Show a host's audit events",
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "events NAME [--limit N]",
+		Short: "Show a host's audit events, newest first",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
 			if err != nil {
 				return err
 			}
-			evs, err := c.Events(cmd.Context(), args[0])
+			evs, err := c.Events(cmd.Context(), args[0], limit)
 			if err != nil {
 				return fmt.Errorf("host events %s: %w", args[0], err)
 			}
@@ -497,6 +495,8 @@ func newHostEventsCmd(f *clientFlags) *cobra.Command {
 			return cliPrintEvents(cmd.OutOrStdout(), evs)
 		},
 	}
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many events (0: the server's default, 100)")
+	return cmd
 }
 
 // hostImportEntry is one host of hosts-import.json: the host plus the hash of

@@ -142,12 +142,19 @@ func TestHostListAndShow(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &shown); err != nil {
 		t.Fatal(err)
 	}
-	if len(shown.Events) != 10 || shown.Events[9].Event != host.EventReimage || shown.Events[9].ID != 15 {
-		t.Errorf("host show -o json events = %d, last %+v; want the last 10 ending with reimage #15", len(shown.Events), shown.Events[len(shown.Events)-1])
+	if len(shown.Events) != 10 || shown.Events[0].Event != host.EventReimage || shown.Events[0].ID != 15 {
+		t.Errorf("host show -o json events = %d, first %+v; want the 10 newest, starting with reimage #15", len(shown.Events), shown.Events[0])
+	}
+	if q := s.LastRequest().Query; q != "limit=10" {
+		t.Errorf("host show asked events with %q, want limit=10", q)
 	}
 	out = cliMustRun(t, "host", "events", "node02")
 	if n := strings.Count(out, "\n"); n != 15 {
 		t.Errorf("host events printed %d lines, want header + 14 events:\n%s", n, out)
+	}
+	out = cliMustRun(t, "host", "events", "node02", "--limit", "3")
+	if n := strings.Count(out, "\n"); n != 4 {
+		t.Errorf("host events --limit 3 printed %d lines, want header + 3 events:\n%s", n, out)
 	}
 	if _, _, err := cliRun(t, "host", "show", "nope"); !errors.Is(err, host.ErrNotFound) {
 		t.Errorf("host show nope: err = %v, want ErrNotFound", err)

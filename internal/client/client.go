@@ -241,17 +241,39 @@ func hostPath(name string, parts ...string) string {
 
 func profilePath(name string) string { return "/api/v1/profiles/" + url.PathEscape(name) }
 
-// importBody is a host plus the boot-token hash an offline ISO build chose.
-type importBody struct {
-	host.Host
-	TokenHash string `json:"token_hash,omitempty"`
+// hostBody is what a create sends: the writable fields of a host (the
+// server refuses read-only ones such as attempt or version), plus the
+// boot-token hash an offline ISO build chose.
+type hostBody struct {
+	Name             string     `json:"name"`
+	MACs             []string   `json:"macs"`
+	IPv4             string     `json:"ipv4"`
+	Gateway          string     `json:"gateway"`
+	DNS              []string   `json:"dns"`
+	IPv6             string     `json:"ipv6,omitempty"`
+	Gateway6         string     `json:"gateway6,omitempty"`
+	VLAN             int        `json:"vlan,omitempty"`
+	Hostname         string     `json:"hostname,omitempty"`
+	Domain           string     `json:"domain,omitempty"`
+	Profile          string     `json:"profile,omitempty"`
+	CleanThenInstall bool       `json:"clean_then_install,omitempty"`
+	State            host.State `json:"state,omitempty"` // "ready" (default) or "discovered"
+	TokenHash        string     `json:"token_hash,omitempty"`
+}
+
+func newHostBody(h host.Host, tokenHash string) hostBody {
+	return hostBody{Name: h.Name, MACs: h.MACs, IPv4: h.IPv4, Gateway: h.Gateway, DNS: h.DNS,
+		IPv6: h.IPv6, Gateway6: h.Gateway6, VLAN: h.VLAN, Hostname: h.Hostname, Domain: h.Domain,
+		Profile: h.Profile, CleanThenInstall: h.CleanThenInstall, State: h.State, TokenHash: tokenHash}
 }
 
 // CreateHost registers h (POST /api/v1/hosts) and returns the stored host.
-// An existing name or MAC gives an error matching host.ErrConflict.
+// Only the configuration fields of h are sent (name, network, hostname,
+// domain, profile, and state if set); the rest is the server's. An existing
+// name or MAC gives an error matching host.ErrConflict.
 func (c *Client) CreateHost(ctx context.Context, h host.Host) (host.Host, error) {
 	var out host.Host
-	err := c.do(ctx, http.MethodPost, "/api/v1/hosts", nil, importBody{Host: h}, &out)
+	err := c.do(ctx, http.MethodPost, "/api/v1/hosts", nil, newHostBody(h, ""), &out)
 	return out, err
 }
 
@@ -259,7 +281,7 @@ func (c *Client) CreateHost(ctx context.Context, h host.Host) (host.Host, error)
 // SHA-256 of the token baked into an offline-built ISO).
 func (c *Client) ImportHost(ctx context.Context, h host.Host, tokenHash string) (host.Host, error) {
 	var out host.Host
-	err := c.do(ctx, http.MethodPost, "/api/v1/hosts", nil, importBody{Host: h, TokenHash: tokenHash}, &out)
+	err := c.do(ctx, http.MethodPost, "/api/v1/hosts", nil, newHostBody(h, tokenHash), &out)
 	return out, err
 }
 
@@ -371,12 +393,17 @@ func (c *Client) RotateBootToken(ctx context.Context, name string) (string, erro
 	return out.Token, nil
 }
 
-// Events returns the host's audit events, as the server orders them.
-func (c *Client) Events(ctx context.Context, name string) ([]host.Record, error) {
+// Events returns the host's most recent audit events, newest first: at most
+// limit of them, or the server's default number when limit is 0.
+func (c *Client) Events(ctx context.Context, name string, limit int) ([]host.Record, error) {
 	var out struct {
 		Events []host.Record `json:"events"`
 	}
-	err := c.do(ctx, http.MethodGet, hostPath(name, "events"), nil, nil, &out)
+	var q url.Values
+	if limit > 0 {
+		q = url.Values{"limit": {strconv.Itoa(limit)}}
+	}
+	err := c.do(ctx, http.MethodGet, hostPath(name, "events"), q, nil, &out)
 	return out.Events, err
 }
 

@@ -138,6 +138,11 @@ func TestHostLifecycle(t *testing.T) {
 	if _, ok := sent["token_hash"]; ok {
 		t.Errorf("CreateHost sent token_hash: %s", s.LastRequest().Body)
 	}
+	for _, k := range []string{"attempt", "version", "state", "created_at"} {
+		if _, ok := sent[k]; ok {
+			t.Errorf("CreateHost sent the server-owned field %q: %s", k, s.LastRequest().Body)
+		}
+	}
 	if sent["ipv4"] != "10.0.2.15/24" || sent["name"] != "node01" {
 		t.Errorf("CreateHost body = %s, want host JSON", s.LastRequest().Body)
 	}
@@ -188,16 +193,25 @@ func TestHostLifecycle(t *testing.T) {
 		t.Errorf("Clean body = %s, want %s", got, want)
 	}
 
-	evs, err := c.Events(ctx, "node01")
+	evs, err := c.Events(ctx, "node01", 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if q := s.LastRequest().Query; q != "" {
+		t.Errorf("Events(0) query = %q, want none", q)
 	}
 	var kinds []string
 	for _, e := range evs {
 		kinds = append(kinds, string(e.Event)+e.Action)
 	}
-	if want := []string{"create", "reimage", "cancel", "clean"}; !reflect.DeepEqual(kinds, want) {
-		t.Errorf("Events = %v, want %v", kinds, want)
+	if want := []string{"clean", "cancel", "reimage", "create"}; !reflect.DeepEqual(kinds, want) {
+		t.Errorf("Events = %v, want %v (newest first)", kinds, want)
+	}
+	if evs, err := c.Events(ctx, "node01", 2); err != nil || len(evs) != 2 || evs[0].Event != host.EventClean {
+		t.Errorf("Events(limit 2) = %+v, %v; want the 2 newest", evs, err)
+	}
+	if q := s.LastRequest().Query; q != "limit=2" {
+		t.Errorf("Events(2) query = %q, want limit=2", q)
 	}
 
 	tok, err := c.RotateBootToken(ctx, "node01")

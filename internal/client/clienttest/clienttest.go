@@ -260,9 +260,17 @@ func (s *Server) handler() http.Handler {
 		if _, err := s.find(name); err != nil {
 			return err
 		}
-		evs := s.events[name]
-		if evs == nil {
-			evs = []host.Record{}
+		limit := 100
+		if l := r.URL.Query().Get("limit"); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil || n < 1 {
+				return host.Invalid("limit", "%q is not a positive number", l)
+			}
+			limit = n
+		}
+		evs := []host.Record{} // newest first, like the server
+		for i := len(s.events[name]) - 1; i >= 0 && len(evs) < limit; i-- {
+			evs = append(evs, s.events[name][i])
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"events": evs})
 		return nil
@@ -363,13 +371,28 @@ func (s *Server) checkMACs(h host.Host) error {
 	return nil
 }
 
+// readOnly are host fields only the server sets; create and patch refuse them.
+var readOnly = []string{"attempt", "version", "deadline", "inventory", "created_at", "updated_at", "last_callback"}
+
 func (s *Server) createHost(w http.ResponseWriter, _ *http.Request, body []byte) error {
 	var in struct {
 		host.Host
 		TokenHash string `json:"token_hash"`
 	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(body, &keys); err != nil {
+		return errStatus(http.StatusBadRequest, "bad JSON: %v", err)
+	}
+	for _, k := range readOnly {
+		if _, ok := keys[k]; ok {
+			return host.Invalid(k, "unknown or read-only field")
+		}
+	}
 	if err := decodeStrict(body, &in); err != nil {
 		return err
+	}
+	if in.State != "" && in.State != host.StateReady && in.State != host.StateDiscovered {
+		return host.Invalid("state", "a new host starts ready or discovered")
 	}
 	h := in.Host
 	if err := h.Normalize(); err != nil {
@@ -384,7 +407,7 @@ func (s *Server) createHost(w http.ResponseWriter, _ *http.Request, body []byte)
 	if err := s.checkMACs(h); err != nil {
 		return err
 	}
-	h.State, h.Attempt, h.Version = host.StateReady, 0, 1
+	h.Attempt, h.Version = 0, 1
 	h.CreatedAt = time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
 	h.UpdatedAt = h.CreatedAt
 	s.hosts[h.Name] = h
@@ -452,7 +475,7 @@ func (s *Server) patchHost(w http.ResponseWriter, r *http.Request, body []byte) 
 		TokenHash string `json:"token_hash"`
 	}
 	next.TokenHash = s.hashes[cur.Name]
-	if err := merge(cur, body, []string{"name", "state", "attempt", "version", "deadline", "inventory", "created_at", "updated_at", "last_callback"}, &next); err != nil {
+	if err := merge(cur, body, append([]string{"name", "state"}, readOnly...), &next); err != nil {
 		return err
 	}
 	h := next.Host
