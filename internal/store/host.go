@@ -20,9 +20,6 @@ type HostFilter struct {
 	Limit   int        // at most this many; 0: no limit
 }
 
-// chunk bounds the number of placeholders in one IN list.
-const chunk = 500
-
 // normalizeMACs lower-cases macs and drops duplicates, keeping the order.
 func normalizeMACs(macs []string) []string {
 	out := make([]string, 0, len(macs))
@@ -49,19 +46,23 @@ func insertMACs(tx *gorm.DB, name string, macs []string) error {
 	return nil
 }
 
+// insertRecords stores recs as name's events; zero records are skipped.
 func insertRecords(tx *gorm.DB, name string, at time.Time, recs []host.Record) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	rows := make([]eventRow, len(recs))
-	for i, r := range recs {
+	rows := make([]eventRow, 0, len(recs))
+	for _, r := range recs {
+		if r == (host.Record{}) {
+			continue
+		}
 		if r.Host == "" {
 			r.Host = name
 		}
 		if r.Time.IsZero() {
 			r.Time = at
 		}
-		rows[i] = toEventRow(r)
+		rows = append(rows, toEventRow(r))
+	}
+	if len(rows) == 0 {
+		return nil
 	}
 	if err := dbErr(tx.Create(&rows).Error); err != nil {
 		return fmt.Errorf("store: host %s: add events: %w", name, err)
@@ -69,48 +70,18 @@ func insertRecords(tx *gorm.DB, name string, at time.Time, recs []host.Record) e
 	return nil
 }
 
-// macsOf returns the MACs of the named hosts, in their stored order.
-func macsOf(tx *gorm.DB, names []string) (map[string][]string, error) {
-	out := make(map[string][]string, len(names))
-	for start := 0; start < len(names); start += chunk {
-		part := names[start:min(start+chunk, len(names))]
-		var rows []hostMACRow
-		q := tx.Order("host_name, position")
-		if len(part) == 1 {
-			q = q.Where("host_name = ?", part[0])
-		} else {
-			q = q.Where("host_name IN ?", part)
-		}
-		if err := q.Find(&rows).Error; err != nil {
-			return nil, err
-		}
-		for _, r := range rows {
-			out[r.HostName] = append(out[r.HostName], r.MAC)
-		}
-	}
-	return out, nil
-}
-
-// withMACs converts rows to hosts with their MACs, loaded in as few queries
-// as possible.
-func withMACs(tx *gorm.DB, rows []hostRow) ([]host.Host, error) {
-	names := make([]string, len(rows))
-	for i, r := range rows {
-		names[i] = r.Name
-	}
-	macs, err := macsOf(tx, names)
-	if err != nil {
-		return nil, err
-	}
+func toHosts(rows []hostRow) []host.Host {
 	out := make([]host.Host, len(rows))
 	for i, r := range rows {
-		out[i] = r.toHost(macs[r.Name])
+		out[i] = r.toHost()
 	}
-	return out, nil
+	return out
 }
 
-// CreateHost stores a new host with version 1 and rec as its audit event,
-// in one transaction. It returns host.ErrConflict when the name or one of
+// CreateHost stores a new host with version 1 and rec as its audit event
+// (Host and Time filled in when empty; a zero rec is not stored), in one
+// transaction. It stores h.TokenHash and the rest of h as given, MACs
+// lower-cased. It returns host.ErrConflict when the name or one of
 // the MACs is taken.
 func (db *DB) CreateHost(ctx context.Context, h host.Host, rec host.Record) (host.Host, error) {
 	t := now()
@@ -142,11 +113,7 @@ func (db *DB) GetHost(ctx context.Context, name string) (host.Host, error) {
 	if err := dbErr(tx.Where("name = ?", name).Take(&row).Error); err != nil {
 		return host.Host{}, fmt.Errorf("store: get host %s: %w", name, err)
 	}
-	hs, err := withMACs(tx, []hostRow{row})
-	if err != nil {
-		return host.Host{}, fmt.Errorf("store: get host %s: %w", name, err)
-	}
-	return hs[0], nil
+	return row.toHost(), nil
 }
 
 // GetHostByMAC returns the host that has mac, or host.ErrNotFound.
@@ -159,11 +126,7 @@ func (db *DB) GetHostByMAC(ctx context.Context, mac string) (host.Host, error) {
 	if err := dbErr(err); err != nil {
 		return host.Host{}, fmt.Errorf("store: find host by MAC %s: %w", mac, err)
 	}
-	hs, err := withMACs(tx, []hostRow{row})
-	if err != nil {
-		return host.Host{}, fmt.Errorf("store: find host by MAC %s: %w", mac, err)
-	}
-	return hs[0], nil
+	return row.toHost(), nil
 }
 
 // where applies f's conditions (not its limit) to q, on table t.
@@ -180,8 +143,7 @@ func (f HostFilter) where(q *gorm.DB, t string) *gorm.DB {
 	return q
 }
 
-// ListHosts returns the hosts f selects, ordered by name, with their MACs,
-// in two queries.
+// ListHosts returns the hosts f selects, ordered by name.
 func (db *DB) ListHosts(ctx context.Context, f HostFilter) ([]host.Host, error) {
 	tx := db.read(ctx)
 	q := f.where(tx.Model(&hostRow{}), "hosts").Order("name")
@@ -192,42 +154,7 @@ func (db *DB) ListHosts(ctx context.Context, f HostFilter) ([]host.Host, error) 
 	if err := q.Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: list hosts: %w", dbErr(err))
 	}
-	if len(rows) == 0 {
-		return []host.Host{}, nil
-	}
-	var macs map[string][]string
-	if len(rows) <= chunk {
-		names := make([]string, len(rows))
-		for i, r := range rows {
-			names[i] = r.Name
-		}
-		m, err := macsOf(tx, names)
-		if err != nil {
-			return nil, fmt.Errorf("store: list hosts: %w", dbErr(err))
-		}
-		macs = m
-	} else {
-		// Many hosts: one query for the MACs of the hosts the same filter
-		// selects within the listed name range. A host added meanwhile is
-		// ignored below.
-		var mrows []hostMACRow
-		mq := f.where(tx.Model(&hostMACRow{}).Select("host_macs.*").
-			Joins("JOIN hosts ON hosts.name = host_macs.host_name"), "hosts").
-			Where("hosts.name >= ? AND hosts.name <= ?", rows[0].Name, rows[len(rows)-1].Name)
-		if err := mq.Find(&mrows).Error; err != nil {
-			return nil, fmt.Errorf("store: list hosts: %w", dbErr(err))
-		}
-		slices.SortFunc(mrows, func(a, b hostMACRow) int { return a.Position - b.Position })
-		macs = make(map[string][]string, len(rows))
-		for _, r := range mrows {
-			macs[r.HostName] = append(macs[r.HostName], r.MAC)
-		}
-	}
-	out := make([]host.Host, len(rows))
-	for i, r := range rows {
-		out[i] = r.toHost(macs[r.Name])
-	}
-	return out, nil
+	return toHosts(rows), nil
 }
 
 // UpdateHost is the one write path for every change to a host. In one
@@ -249,11 +176,7 @@ func (db *DB) UpdateHost(ctx context.Context, name string, fn func(h *host.Host)
 		if err := dbErr(err); err != nil {
 			return fmt.Errorf("store: update host %s: %w", name, err)
 		}
-		cur, err := withMACs(tx, []hostRow{row})
-		if err != nil {
-			return fmt.Errorf("store: update host %s: %w", name, dbErr(err))
-		}
-		old := cur[0]
+		old := row.toHost()
 		h := old
 		h.MACs = slices.Clone(old.MACs)
 		h.DNS = slices.Clone(old.DNS)
@@ -369,11 +292,7 @@ func (db *DB) ExpiredHosts(ctx context.Context, now time.Time) ([]host.Host, err
 	if err != nil {
 		return nil, fmt.Errorf("store: expired hosts: %w", dbErr(err))
 	}
-	out, err := withMACs(tx, rows)
-	if err != nil {
-		return nil, fmt.Errorf("store: expired hosts: %w", dbErr(err))
-	}
-	return out, nil
+	return toHosts(rows), nil
 }
 
 // CountHosts returns the number of hosts in each state that has any.

@@ -139,6 +139,7 @@ func migrateV1(tx *gorm.DB) error {
 
 type v1HostRow struct {
 	Name             string `gorm:"primaryKey;size:63"`
+	MACs             string `gorm:"column:macs;type:text;not null"`
 	IPv4             string `gorm:"column:ipv4;size:64;not null"`
 	Gateway          string `gorm:"size:64;not null"`
 	DNS              string `gorm:"column:dns;size:1024;not null"`
@@ -201,7 +202,7 @@ func (v1ProfileRow) TableName() string { return "profiles" }
 
 type v1EventRow struct {
 	ID        int64     `gorm:"primaryKey;autoIncrement"`
-	HostName  string    `gorm:"size:63;not null;index:idx_events_host_id,priority:1"`
+	HostName  string    `gorm:"size:63;not null;index:idx_events_host,priority:1"`
 	Actor     string    `gorm:"size:64;not null"`
 	Event     string    `gorm:"size:16;not null"`
 	Action    string    `gorm:"size:32;not null"`

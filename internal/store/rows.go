@@ -10,9 +10,12 @@ import (
 // The rows below are the tables' current shape. A new column needs a new
 // migration in migrate.go as well: migrations never read these structs.
 
-// hostRow is one row of hosts.
+// hostRow is one row of hosts. Its MACs are stored twice, in the same
+// transaction: as a JSON list here, so that reading a host is one query, and
+// as host_macs rows, which make each MAC unique and findable.
 type hostRow struct {
 	Name             string `gorm:"primaryKey;size:63"`
+	MACs             string `gorm:"column:macs;type:text;not null"` // JSON array, lower case
 	IPv4             string `gorm:"column:ipv4;size:64;not null"`
 	Gateway          string `gorm:"size:64;not null"`
 	DNS              string `gorm:"column:dns;size:1024;not null"` // JSON array
@@ -79,7 +82,7 @@ func (profileRow) TableName() string { return "profiles" }
 // eventRow is one row of events, the audit log. Events outlive their host.
 type eventRow struct {
 	ID        int64     `gorm:"primaryKey;autoIncrement"`
-	HostName  string    `gorm:"size:63;not null;index:idx_events_host_id,priority:1"`
+	HostName  string    `gorm:"size:63;not null;index:idx_events_host,priority:1"`
 	Actor     string    `gorm:"size:64;not null"`
 	Event     string    `gorm:"size:16;not null"`
 	Action    string    `gorm:"size:32;not null"`
@@ -137,6 +140,7 @@ func decodeList(s string) []string {
 func toHostRow(h host.Host) hostRow {
 	return hostRow{
 		Name:             h.Name,
+		MACs:             encodeList(h.MACs),
 		IPv4:             h.IPv4,
 		Gateway:          h.Gateway,
 		DNS:              encodeList(h.DNS),
@@ -170,6 +174,7 @@ func toHostRow(h host.Host) hostRow {
 // all of them (zero values included).
 func (r hostRow) columns() map[string]any {
 	return map[string]any{
+		"macs":               r.MACs,
 		"ipv4":               r.IPv4,
 		"gateway":            r.Gateway,
 		"dns":                r.DNS,
@@ -198,10 +203,10 @@ func (r hostRow) columns() map[string]any {
 	}
 }
 
-func (r hostRow) toHost(macs []string) host.Host {
+func (r hostRow) toHost() host.Host {
 	return host.Host{
 		Name:             r.Name,
-		MACs:             macs,
+		MACs:             decodeList(r.MACs),
 		IPv4:             r.IPv4,
 		Gateway:          r.Gateway,
 		DNS:              decodeList(r.DNS),

@@ -55,6 +55,11 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		NowFunc:                now,
 		TranslateError:         true,
 		SkipDefaultTransaction: true, // every multi-statement write has its own explicit transaction
+		// Prepared statements skip parsing on every boot's queries; the LRU
+		// bounds the cache (IN lists of varying length make new statements).
+		PrepareStmt:        true,
+		PrepareStmtMaxSize: 256,
+		PrepareStmtTTL:     time.Hour,
 	}
 	var dial gorm.Dialector
 	if driver == DriverSQLite {

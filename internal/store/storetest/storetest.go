@@ -101,4 +101,3 @@ func OpenDSN(tb testing.TB, dsn string) *store.DB {
 	})
 	return db
 }
-
