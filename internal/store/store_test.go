@@ -300,6 +300,14 @@ func TestConflicts(t *testing.T) {
 		if h, err := db.GetHostByMAC(ctx, "52:54:00:00:00:01"); err != nil || h.Name != "node01" {
 			t.Errorf("GetHostByMAC(52:54:00:00:00:01) = %s, %v; want node01", h.Name, err)
 		}
+		// MACs are compared lower-cased.
+		mustCreate(t, db, testHost("node04", "52:54:00:00:00:0A"))
+		if h := mustGet(t, db, "node04"); !slices.Equal(h.MACs, []string{"52:54:00:00:00:0a"}) {
+			t.Errorf("MACs stored as %v, want lower case", h.MACs)
+		}
+		if _, err := db.CreateHost(ctx, testHost("node05", "52:54:00:00:00:0a"), host.Record{}); !errors.Is(err, host.ErrConflict) {
+			t.Errorf("CreateHost(MAC of node04 in other case) = %v, want ErrConflict", err)
+		}
 		// Renaming is refused.
 		_, err = db.UpdateHost(ctx, "node02", func(h *host.Host) ([]host.Record, error) { h.Name = "node09"; return nil, nil })
 		var ve *host.ValidationError
