@@ -38,7 +38,7 @@ environment twin (--db ← BOOTPILOT_DB).`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			return serve(cmd.Context(), cfg, cmd.OutOrStdout(), nil)
+			return serve(cmd.Context(), cfg, cmd.OutOrStdout(), cmd.ErrOrStderr(), nil)
 		},
 	}
 	cfg.Bind(cmd.Flags())
@@ -57,8 +57,8 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 
 // serve runs the server until ctx ends. ready, if not nil, is called with the
 // listening address once the server accepts connections.
-func serve(ctx context.Context, cfg config.Config, stdout io.Writer, ready func(addr string)) error {
-	log := newLogger(cfg, os.Stderr)
+func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready func(addr string)) error {
+	log := newLogger(cfg, stderr)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
