@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bootpilot/bootpilot/imagebuilder"
 	"github.com/bootpilot/bootpilot/internal/config"
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/pki"
@@ -74,10 +75,14 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 	if err := bootstrapAdmin(ctx, db, cfg.DataDir, stdout); err != nil {
 		return err
 	}
+	iso, err := isoBuilder(cfg, bundle)
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(server.Options{
 		Store: db, PKI: bundle, ExternalURL: cfg.ExternalURL, Policy: cfg.Policy(),
 		CleanProfile: cfg.CleanProfile, HoldSeconds: cfg.HoldSeconds, AgentAfter: cfg.AgentAfter,
-		Logger: log,
+		ISO: iso, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -94,6 +99,36 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 	err = srv.Serve(ctx, ln)
 	log.Info("bootpilot stopped")
 	return err
+}
+
+// isoBuilder returns the builder behind GET /api/v1/hosts/{name}/iso: signed
+// with --db-key, unsigned only with --iso-unsigned, otherwise none (501).
+func isoBuilder(cfg config.Config, bundle *pki.Bundle) (server.ISOBuilder, error) {
+	ic := imagebuilder.Config{ServerURL: cfg.ExternalURL, CACert: bundle.CA, Unsigned: cfg.ISOUnsigned}
+	switch {
+	case cfg.DBKey != "":
+		key, err := os.ReadFile(cfg.DBKey)
+		if err != nil {
+			return nil, fmt.Errorf("--db-key: %w", err)
+		}
+		cert, err := os.ReadFile(cfg.DBCert)
+		if err != nil {
+			return nil, fmt.Errorf("--db-cert: %w", err)
+		}
+		if ic.Signer, err = imagebuilder.LoadSigner(key, cert); err != nil {
+			return nil, fmt.Errorf("--db-key/--db-cert: %w", err)
+		}
+	case !cfg.ISOUnsigned:
+		return nil, nil
+	}
+	b, err := imagebuilder.NewBuilder(ic)
+	if err != nil {
+		return nil, err
+	}
+	return func(w io.Writer, h host.Host, tok string) error {
+		_, err := b.Build(w, h, tok)
+		return err
+	}, nil
 }
 
 // bootstrapAdmin creates the first admin token when the database has none,

@@ -30,6 +30,9 @@ type Config struct {
 	AgentAfter     string        // "reboot" or "poweroff"
 	LogLevel       string        // "info"
 	LogFormat      string        // "text" or "json"
+	DBKey          string        // Secure Boot db key (PEM) that signs ISOs served by the API
+	DBCert         string        // its certificate (PEM)
+	ISOUnsigned    bool          // serve unsigned ISOs when no db key is configured
 }
 
 // Default returns the defaults: the server runs with no flags at all.
@@ -62,6 +65,9 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AgentAfter, "agent-after", c.AgentAfter, "what the agent does when done: reboot or poweroff")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+	fs.StringVar(&c.DBKey, "db-key", c.DBKey, "Secure Boot db key (RSA, PEM) that signs the ISOs GET /api/v1/hosts/{name}/iso builds")
+	fs.StringVar(&c.DBCert, "db-cert", c.DBCert, "certificate (PEM) of --db-key")
+	fs.BoolVar(&c.ISOUnsigned, "iso-unsigned", c.ISOUnsigned, "let GET /api/v1/hosts/{name}/iso build unsigned ISOs (no --db-key)")
 }
 
 // EnvOverlay sets every flag not given on the command line from its
@@ -137,6 +143,12 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("--log-level %q must be debug, info, warn or error", c.LogLevel)
+	}
+	if (c.DBKey == "") != (c.DBCert == "") {
+		return fmt.Errorf("--db-key and --db-cert go together")
+	}
+	if c.DBKey != "" && c.ISOUnsigned {
+		return fmt.Errorf("--iso-unsigned contradicts --db-key")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q must be text or json", c.LogFormat)
