@@ -21,9 +21,12 @@ func skeleton(script string) []string {
 	for _, line := range strings.Split(script, "\n") {
 		words := strings.Split(line, " ")
 		for i, w := range words {
+			// Only a word after an operator starts a command; "goto" takes
+			// its label from the next word.
+			op := func(j int) bool { return j >= 0 && (words[j] == "||" || words[j] == "&&") }
 			switch {
-			case i == 0, strings.HasPrefix(w, "--"), w == "||", w == "&&", w == "goto",
-				i > 0 && words[i-1] == "goto", w == bootscripts.HoldURLSetting:
+			case i == 0, strings.HasPrefix(w, "--"), w == "||", w == "&&", op(i - 1),
+				op(i-2) && words[i-1] == "goto", w == bootscripts.HoldURLSetting:
 			default:
 				words[i] = "ARG"
 			}
@@ -160,6 +163,7 @@ func FuzzScriptInjection(f *testing.F) {
 	seed("n", "52:54:00:12:34:56", "10.0.2.15/24", "10.0.2.2", "10.0.2.3", "", "", 0, "", "", "image", k+"#frag", "https://m/i\n\nhttps://m/j", "--name x init=/bin/sh", "https://i/x && shell", sha, "size>=1G;shell", "zero")
 	seed("n", "52:54:00:12:34:56", "10.0.2.15/24", "10.0.2.2", "10.0.2.3", "", "", 0, "", "", "kickstart", "https://u:p@m/k", "", "\texit", "$x", sha, "a\tb", "x")
 	seed("n", "52:54:00:12:34:56", "10.0.2.15/24", "10.0.2.2", "10.0.2.3", "", "", 0, "", "", "image", k, "", "ok", "reg/x${y}", sha, "/dev/vda", "")
+	seed("exit", "52:54:00:12:34:56", "10.0.2.15/24", "10.0.2.2", "10.0.2.3", "", "", 0, "goto", "", "kickstart", k, "", "goto failed exit boot :failed", "", "", "", "")
 
 	r := MustRenderer(f)
 	ca, fp := testCA(f)
