@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -833,6 +835,10 @@ func TestOpenDSN(t *testing.T) {
 		}
 		if db.Driver() != store.DriverSQLite {
 			t.Errorf("Open(%q).Driver() = %q", dsn, db.Driver())
+		}
+		file := strings.TrimPrefix(dsn, "sqlite:")
+		if _, err := os.Stat(file + "-wal"); err != nil {
+			t.Errorf("Open(%q): no write-ahead log: %v", dsn, err)
 		}
 		db.Close()
 	}
