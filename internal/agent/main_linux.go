@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -154,7 +155,7 @@ func (a *runner) deploy(ctx context.Context, cfg Config, disks []Disk) (string, 
 	if err != nil {
 		return "", err
 	}
-	seed, err := WriteSeed(dev, cfg.Network)
+	seed, err := WriteSeed(dev, cfg.Network, "bootpilot-"+cfg.SHA256[:16]+"-"+strconv.FormatInt(time.Now().Unix(), 10))
 	if err != nil {
 		return "", err
 	}
