@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
@@ -198,16 +199,48 @@ func TestBootClean(t *testing.T) {
 	}
 }
 
+// gptImage returns a raw disk image of size bytes with a protective MBR, a
+// primary GPT and the named partitions (byte offsets, MiB aligned).
+func gptImage(size int, parts []struct {
+	name     string
+	off, len int
+}) []byte {
+	b := make([]byte, size)
+	b[446+4] = 0xee
+	binary.LittleEndian.PutUint32(b[446+8:], 1)
+	binary.LittleEndian.PutUint32(b[446+12:], uint32(size/512-1))
+	b[510], b[511] = 0x55, 0xaa
+	h := b[512:]
+	copy(h, "EFI PART")
+	binary.LittleEndian.PutUint64(h[72:], 2)
+	binary.LittleEndian.PutUint32(h[80:], 128)
+	binary.LittleEndian.PutUint32(h[84:], 128)
+	for i, p := range parts {
+		e := b[1024+128*i:]
+		e[0] = 0xaf // some type GUID
+		binary.LittleEndian.PutUint64(e[32:], uint64(p.off/512))
+		binary.LittleEndian.PutUint64(e[40:], uint64((p.off+p.len)/512-1))
+		for j, r := range p.name {
+			binary.LittleEndian.PutUint16(e[56+2*j:], uint16(r))
+		}
+	}
+	return b
+}
+
 func TestBootDeploy(t *testing.T) {
 	t.Parallel()
 	kernel, initrd := ramdisk(t)
+	mtype := testenv.Tool(t, "mtype")
 	v := newVM(t, 16<<20, 0xaa)
-	raw := make([]byte, 3<<20+777)
+	raw := gptImage(12<<20, []struct {
+		name     string
+		off, len int
+	}{{"root", 1 << 20, 3 << 20}, {"cidata", 5 << 20, 6 << 20}})
 	r := rand.New(rand.NewPCG(3, 4))
-	for i := range raw {
+	for i := 1 << 20; i < 4<<20; i++ {
 		raw[i] = byte(r.IntN(8))
 	}
-	copy(raw, "BOOTPILOT DEPLOYED IMAGE MARKER")
+	copy(raw[1<<20:], "BOOTPILOT DEPLOYED IMAGE MARKER")
 	var z bytes.Buffer
 	zw, _ := zstd.NewWriter(&z)
 	zw.Write(raw)
@@ -216,15 +249,23 @@ func TestBootDeploy(t *testing.T) {
 	sum := sha256.Sum256(z.Bytes())
 	v.boot(t, kernel, initrd, "bootpilot.task=deploy bootpilot.image=https://10.0.2.100:8443/images/test.img.zst bootpilot.sha256="+
 		hex.EncodeToString(sum[:]))
-	if c := v.result(t); c.Event != "installed" {
-		t.Errorf("result = %+v, want installed", c)
+	c := v.result(t)
+	if c.Event != "installed" || !strings.Contains(c.Detail, "NoCloud seed (FAT16") {
+		t.Errorf("result = %+v, want installed with a FAT16 seed", c)
 	}
 	b, _ := os.ReadFile(v.disk)
-	if !bytes.Equal(b[:len(raw)], raw) {
+	if !bytes.Equal(b[:5<<20], raw[:5<<20]) {
 		t.Error("disk does not hold the deployed image")
 	}
 	if b[len(raw)] != 0xaa || b[len(b)-1] != 0xaa {
 		t.Error("deploy wrote past the image")
+	}
+	out, err := exec.Command(mtype, "-i", fmt.Sprintf("%s@@%d", v.disk, 5<<20), "::network-config").CombinedOutput()
+	want := "version: 2\nethernets:\n  nic0:\n    match:\n      macaddress: \"52:54:00:12:34:56\"\n" +
+		"    dhcp4: false\n    dhcp6: false\n    addresses: [\"10.0.2.15/24\"]\n" +
+		"    routes:\n      - to: default\n        via: 10.0.2.2\n    nameservers:\n      addresses: [10.0.2.3]\n"
+	if err != nil || string(out) != want {
+		t.Errorf("network-config in the seed (mtype: %v):\n%s\nwant\n%s", err, out, want)
 	}
 }
 
