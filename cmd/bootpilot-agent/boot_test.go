@@ -122,6 +122,11 @@ func (v *vm) cmdline(task string) string {
 
 // boot runs QEMU until the guest powers off (or 5 minutes pass).
 func (v *vm) boot(t *testing.T, kernel, initrd, task string) {
+	v.bootDrive(t, kernel, initrd, task, "")
+}
+
+// bootDrive is boot with extra -drive options (",discard=unmap").
+func (v *vm) bootDrive(t *testing.T, kernel, initrd, task, driveOpts string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -129,7 +134,7 @@ func (v *vm) boot(t *testing.T, kernel, initrd, task string) {
 		"-kernel", kernel, "-initrd", initrd, "-append", v.cmdline(task),
 		"-netdev", fmt.Sprintf("user,id=n0,net=10.0.2.0/24,restrict=on,guestfwd=tcp:10.0.2.100:8443-cmd:%s - TCP:127.0.0.1:%d", socatBin, v.port),
 		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile=",
-		"-drive", "file="+v.disk+",if=none,id=d0,format=raw",
+		"-drive", "file="+v.disk+",if=none,id=d0,format=raw"+driveOpts,
 		"-device", "virtio-blk-pci,drive=d0",
 		"-serial", "file:"+v.log, "-display", "none", "-monitor", "none", "-no-reboot")
 	start := time.Now()
@@ -196,6 +201,25 @@ func TestBootClean(t *testing.T) {
 	b, _ := os.ReadFile(v.disk)
 	if len(b) != 16<<20 || !bytes.Equal(b, make([]byte, len(b))) {
 		t.Error("disk is not all zeros after clean")
+	}
+}
+
+func TestBootCleanDiscard(t *testing.T) {
+	t.Parallel()
+	kernel, initrd := ramdisk(t)
+	v := newVM(t, 16<<20, 0x55)
+	v.bootDrive(t, kernel, initrd, "bootpilot.task=clean bootpilot.clean=discard", ",discard=unmap")
+	if c := v.result(t); c.Event != "cleaned" {
+		t.Errorf("result = %+v, want cleaned", c)
+	}
+	for _, c := range v.rec.Calls() {
+		if strings.Contains(c.Detail, "writing zeros") {
+			t.Errorf("agent fell back to writing zeros: %q; BLKDISCARD should work on virtio-blk with discard=unmap", c.Detail)
+		}
+	}
+	b, _ := os.ReadFile(v.disk)
+	if len(b) != 16<<20 || !bytes.Equal(b, make([]byte, len(b))) {
+		t.Error("disk is not all zeros after discard")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -83,7 +84,7 @@ func (d *FileDevice) Discard(off, n int64) error {
 		return err
 	}
 	r := [2]uint64{uint64(off), uint64(n)}
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, d.f.Fd(), unix.BLKDISCARD, uintptrOf(&r))
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, d.f.Fd(), unix.BLKDISCARD, uintptr(unsafe.Pointer(&r)))
 	switch errno {
 	case 0:
 		return nil
