@@ -175,8 +175,10 @@ func TestConfigErrors(t *testing.T) {
 	}
 
 	for name, mod := range map[string]func(*bootscripts.ScriptData){
-		"no CA":          func(d *bootscripts.ScriptData) { d.CAPEM = "" },
-		"CA is a key":    func(d *bootscripts.ScriptData) { d.CAPEM = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n" },
+		"no CA": func(d *bootscripts.ScriptData) { d.CAPEM = "" },
+		"CA is a key": func(d *bootscripts.ScriptData) {
+			d.CAPEM = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+		},
 		"CA trailer":     func(d *bootscripts.ScriptData) { d.CAPEM += "BOOTPILOT_CA\nreboot\n" },
 		"callback creds": func(d *bootscripts.ScriptData) { d.CallbackURL = "https://a:b@h/x" },
 		"hostname":       func(d *bootscripts.ScriptData) { d.Host.Hostname = "a --bootproto=dhcp" },
@@ -232,10 +234,10 @@ func TestCheckConfigTemplate(t *testing.T) {
 		}
 	}
 	bad := []string{
-		"{{.IPv4",                       // parse error
-		"{{.NoSuchField}}",              // unknown field
-		"{{index .DNS 7}}",              // execution error
-		"{{template \"other\" .}}",      // undefined template
+		"{{.IPv4",                      // parse error
+		"{{.NoSuchField}}",             // unknown field
+		"{{index .DNS 7}}",             // execution error
+		"{{template \"other\" .}}",     // undefined template
 		"{{range 5000000}}xxxx{{end}}", // too large
 	}
 	for _, src := range bad {
