@@ -206,7 +206,7 @@ func (b *Builder) Build(w io.Writer, h host.Host, token string) (Artifact, error
 		if err != nil {
 			return Artifact{}, err
 		}
-		files = append(files, espFile{Path: "host.ipxe", Data: script}, espFile{Path: "host.ipxe.sig", Data: sig})
+		files = append(files, espFile{Path: "EFI/BOOT/host.ipxe", Data: script}, espFile{Path: "EFI/BOOT/host.ipxe.sig", Data: sig})
 	}
 	hf := fnv.New32a()
 	hf.Write([]byte(h.Name))

@@ -146,7 +146,7 @@ func TestStage0Invariants(t *testing.T) {
 	}
 	s := string(got)
 	for _, want := range []string{
-		"set bootpilot/url https://node01:" + testToken + "@10.0.2.100:8443/boot/v1/script?mac=${${nic}/mac:hexhyp}&uuid=${uuid:uristring}&serial=${serial:uristring}",
+		"set bootpilot/url https://node01:" + testToken + "@10.0.2.100:8443/boot/v1/script?mac=${${nic}/mac:hexhyp}&uuid=${uuid}&serial=${serial:uristring}",
 		"chain --timeout 20000 --replace --autofree ${bootpilot/url} ||",
 		"set ${nic}/ip 10.0.2.15 ", "set ${nic}/netmask 255.255.255.0 ", "set ${nic}/gateway 10.0.2.2 ", "set dns 10.0.2.3 ",
 	} {
