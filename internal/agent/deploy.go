@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -60,11 +61,14 @@ func Deploy(ctx context.Context, client *http.Client, url, wantSHA256 string, de
 	if err != nil {
 		return res, fmt.Errorf("agent: deploy: get image: %w", stripURL(err))
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
 		return res, fmt.Errorf("agent: deploy: get image: %s", resp.Status)
 	}
-	res, err = writeImage(resp.Body, resp.ContentLength, wantSHA256, dev, progress)
+	body := &resumingBody{ctx: ctx, client: client, url: url, body: resp.Body, size: resp.ContentLength,
+		etag: resp.Header.Get("ETag"), progress: progress}
+	defer func() { body.body.Close() }()
+	res, err = writeImage(body, resp.ContentLength, wantSHA256, dev, progress)
 	if err != nil {
 		if werr := WipeEnds(dev); werr != nil {
 			err = errors.Join(err, werr)
@@ -72,6 +76,90 @@ func Deploy(ctx context.Context, client *http.Client, url, wantSHA256 string, de
 		return res, fmt.Errorf("agent: deploy: %w", err)
 	}
 	return res, nil
+}
+
+// resumeAttempts bounds how often a broken download is resumed.
+const resumeAttempts = 5
+
+// resumingBody reads an image download and, when the connection breaks
+// before Content-Length bytes arrived, resumes it with a Range request
+// (If-Range the first response's ETag) instead of starting over. The
+// checksum is computed over the bytes as they are read, so a server that
+// resumed with different bytes still fails the deploy.
+type resumingBody struct {
+	ctx      context.Context
+	client   *http.Client
+	url      string
+	etag     string
+	body     io.ReadCloser
+	off      int64
+	size     int64
+	resumes  int
+	broken   error
+	progress ProgressFunc
+}
+
+func (r *resumingBody) Read(p []byte) (int, error) {
+	for {
+		if r.broken != nil {
+			if err := r.resume(); err != nil {
+				return 0, err
+			}
+		}
+		n, err := r.body.Read(p)
+		r.off += int64(n)
+		switch {
+		case err == nil, err == io.EOF && (r.size < 0 || r.off == r.size):
+			return n, err
+		case err == io.EOF:
+			err = io.ErrUnexpectedEOF
+		}
+		if r.size < 0 || r.resumes >= resumeAttempts {
+			return n, err
+		}
+		r.broken = err
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (r *resumingBody) resume() error {
+	cause := r.broken
+	r.body.Close()
+	r.resumes++
+	r.progress(fmt.Sprintf("download broke at %d of %d bytes (%v); resuming (%d/%d)", r.off, r.size, stripURL(cause), r.resumes, resumeAttempts))
+	select {
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	case <-time.After(time.Duration(r.resumes) * time.Second):
+	}
+	req, err := http.NewRequestWithContext(r.ctx, http.MethodGet, r.url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", r.off))
+	if r.etag != "" {
+		req.Header.Set("If-Range", r.etag)
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		r.body = io.NopCloser(strings.NewReader(""))
+		if r.resumes >= resumeAttempts {
+			return fmt.Errorf("resume download: %w (after %v)", stripURL(err), stripURL(cause))
+		}
+		r.broken = err
+		return r.resume()
+	}
+	want := fmt.Sprintf("bytes %d-%d/%d", r.off, r.size-1, r.size)
+	if resp.StatusCode != http.StatusPartialContent || resp.Header.Get("Content-Range") != want {
+		resp.Body.Close()
+		r.body = io.NopCloser(strings.NewReader(""))
+		return fmt.Errorf("resume download at %d: server answered %s %q, want 206 %q (after %v)",
+			r.off, resp.Status, resp.Header.Get("Content-Range"), want, stripURL(cause))
+	}
+	r.body, r.broken = resp.Body, nil
+	return nil
 }
 
 // countingReader counts bytes read through it.
