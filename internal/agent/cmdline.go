@@ -254,3 +254,52 @@ func hexDigest(v string) ([]byte, error) {
 	}
 	return d, nil
 }
+
+// Cmdline renders c as the kernel parameters ParseCmdline reads, in a fixed
+// order (ip, nameservers, then bootpilot.* parameters). Servers that boot the
+// agent can use it so both sides share one contract; empty optional values
+// are left out.
+func (c Config) Cmdline() string {
+	n := c.Network
+	var p []string
+	gw := ""
+	if n.Gateway.IsValid() {
+		gw = bracket(n.Gateway)
+	}
+	mask := strconv.Itoa(n.Addr.Bits())
+	if n.Addr.Addr().Is4() {
+		m := net.CIDRMask(n.Addr.Bits(), 32)
+		mask = net.IP(m).String()
+	}
+	p = append(p, fmt.Sprintf("ip=%s::%s:%s:%s:%s:none", bracket(n.Addr.Addr()), gw, mask, n.Hostname, n.Interface))
+	for _, ns := range n.Nameservers {
+		p = append(p, "nameserver="+ns.String())
+	}
+	add := func(k, v string) {
+		if v != "" {
+			p = append(p, "bootpilot."+k+"="+v)
+		}
+	}
+	if n.MAC != nil {
+		add("mac", n.MAC.String())
+	}
+	if n.VLAN != 0 {
+		add("vlan", strconv.Itoa(n.VLAN))
+	}
+	add("task", string(c.Task))
+	add("callback", c.Callback)
+	add("ca", hex.EncodeToString(c.CAFingerprint))
+	add("after", c.After)
+	add("image", c.Image)
+	add("sha256", c.SHA256)
+	add("disk", c.DiskHint)
+	add("clean", c.CleanMethod)
+	return strings.Join(p, " ")
+}
+
+func bracket(a netip.Addr) string {
+	if a.Is6() {
+		return "[" + a.String() + "]"
+	}
+	return a.String()
+}

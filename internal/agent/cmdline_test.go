@@ -106,3 +106,30 @@ func TestParseCmdlineKeepsReportableFields(t *testing.T) {
 		t.Errorf("Config after error = %+v; the agent needs network, callback and CA to report the error", c)
 	}
 }
+
+func TestCmdlineRoundTrip(t *testing.T) {
+	for _, s := range []string{
+		base + " bootpilot.task=clean bootpilot.clean=metadata bootpilot.after=poweroff",
+		base + " bootpilot.vlan=7 bootpilot.task=deploy bootpilot.image=https://s:8443/i.zst bootpilot.sha256=" + fp + " bootpilot.disk=serial=S1",
+		"ip=[2001:db8::5]::[2001:db8::1]:64:h:eno1:none bootpilot.callback=https://s/cb bootpilot.ca=" + fp + " bootpilot.task=clean bootpilot.clean=zero",
+	} {
+		c, err := agent.ParseCmdline(s)
+		if err != nil {
+			t.Fatalf("ParseCmdline(%q): %v", s, err)
+		}
+		again, err := agent.ParseCmdline(c.Cmdline())
+		if err != nil {
+			t.Fatalf("ParseCmdline(Cmdline()) = %v for %q", err, c.Cmdline())
+		}
+		if again.Cmdline() != c.Cmdline() || again.Network.Addr != c.Network.Addr || again.Network.MAC.String() != c.Network.MAC.String() {
+			t.Errorf("round trip changed the config:\n%s\n%s", c.Cmdline(), again.Cmdline())
+		}
+	}
+	c, _ := agent.ParseCmdline(base + " bootpilot.task=clean bootpilot.clean=zero")
+	want := "ip=10.0.2.15::10.0.2.2:255.255.255.0:node01::none nameserver=10.0.2.3 nameserver=10.0.2.4 bootpilot.mac=52:54:00:12:34:56 " +
+		"bootpilot.task=clean bootpilot.callback=https://10.0.2.100:8443/boot/v1/callback/node01/TOKEN bootpilot.ca=" + fp +
+		" bootpilot.after=reboot bootpilot.clean=zero"
+	if got := c.Cmdline(); got != want {
+		t.Errorf("Cmdline() =\n%s\nwant\n%s", got, want)
+	}
+}
