@@ -595,4 +595,3 @@ func TestFetchOCIConcurrentDownloadsOnce(t *testing.T) {
 		t.Errorf("registry saw %d blob downloads for %d concurrent fetches, want 1", got, n)
 	}
 }
-
