@@ -14,19 +14,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/imagebuilder"
+	"github.com/bootpilot/bootpilot/internal/host"
 )
 
 // testPKI is a CA, a Secure Boot db signer and a code-signing signer.
 type testPKI struct {
-	CA            *x509.Certificate
-	CAKey         *rsa.PrivateKey
-	DB, Code      *imagebuilder.Signer
-	CAPEM, DBPEM  []byte
-	DBKeyPEM      []byte
-	CodePEM       []byte
-	CodeKeyPEM    []byte
+	CA           *x509.Certificate
+	CAKey        *rsa.PrivateKey
+	DB, Code     *imagebuilder.Signer
+	CAPEM, DBPEM []byte
+	DBKeyPEM     []byte
+	CodePEM      []byte
+	CodeKeyPEM   []byte
 }
 
 var (

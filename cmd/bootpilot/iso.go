@@ -1,6 +1,504 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
-// newISOCmd is a placeholder until its owner fills it in.
-func newISOCmd() *cobra.Command { return &cobra.Command{Use: "iso", Hidden: true} }
+	"github.com/spf13/cobra"
+
+	"github.com/bootpilot/bootpilot/imagebuilder"
+	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/token"
+)
+
+// isoFlags are the flags of `bootpilot iso build`.
+type isoFlags struct {
+	csv, out, serverURL, caCert string
+	dbKey, dbCert               string
+	unsigned                    bool
+	jobs                        int
+	arches                      string
+	mode                        string
+	scriptKey, scriptCert       string
+	ipxeEFI, ipxeSNP            string
+	offline                     bool
+	api, apiToken               string
+	hostName                    string
+}
+
+func newISOCmd() *cobra.Command {
+	iso := &cobra.Command{Use: "iso", Short: "Build per-host boot ISOs"}
+	var f isoFlags
+	build := &cobra.Command{
+		Use:   "build",
+		Short: "Build a signed iPXE ISO for every host in a CSV file",
+		Long: `Build DIR/<name>.iso for every host in --csv, plus DIR/manifest.json.
+
+Tokens come either from the server (--api URL --token T: each host is
+registered or updated, then its boot token rotated) or are made locally
+(--offline), in which case DIR/hosts-import.json holds the hosts with the
+tokens' hashes for "bootpilot host import". Nothing is written when any CSV
+row is bad; every bad row is reported as FILE:LINE: column: reason.
+Timestamps inside the ISOs come from SOURCE_DATE_EPOCH when set.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runISOBuild(cmd.Context(), f, cmd.ErrOrStderr())
+		},
+	}
+	fl := build.Flags()
+	fl.StringVar(&f.csv, "csv", "", "hosts CSV file (required)")
+	fl.StringVar(&f.out, "out", "", "output directory (required)")
+	fl.StringVar(&f.serverURL, "server-url", "", "boot server the ISOs call, https://HOST[:PORT] (required)")
+	fl.StringVar(&f.caCert, "ca-cert", "", "PEM CA certificate iPXE will trust; also pins --api TLS (required)")
+	fl.StringVar(&f.dbKey, "db-key", "", "PEM Secure Boot db private key (RSA)")
+	fl.StringVar(&f.dbCert, "db-cert", "", "PEM Secure Boot db certificate")
+	fl.BoolVar(&f.unsigned, "unsigned", false, "build unsigned ISOs (no Secure Boot)")
+	fl.IntVar(&f.jobs, "jobs", 2, "parallel builds")
+	fl.StringVar(&f.arches, "arch", "x86_64", "architectures, comma separated: x86_64, arm64")
+	fl.StringVar(&f.mode, "mode", string(imagebuilder.ModeBinary), "binary (script in a per-host signed binary) or esp-script (sign once)")
+	fl.StringVar(&f.scriptKey, "script-key", "", "PEM code-signing key for esp-script mode")
+	fl.StringVar(&f.scriptCert, "script-cert", "", "PEM code-signing certificate (issued by --ca-cert) for esp-script mode")
+	fl.StringVar(&f.ipxeEFI, "ipxe-efi", "", "use this unsigned x86_64 iPXE EFI binary instead of ipxedust's")
+	fl.StringVar(&f.ipxeSNP, "ipxe-efi-arm64", "", "use this unsigned arm64 iPXE EFI binary instead of ipxedust's")
+	fl.BoolVar(&f.offline, "offline", false, "make boot tokens locally and write DIR/hosts-import.json")
+	fl.StringVar(&f.api, "api", "", "server API URL to register hosts and rotate their boot tokens")
+	fl.StringVar(&f.apiToken, "token", "", "admin API token for --api (or env BOOTPILOT_TOKEN)")
+	fl.StringVar(&f.hostName, "host", "", "build only this host from the CSV")
+	iso.AddCommand(build)
+	return iso
+}
+
+// manifestEntry is one line of DIR/manifest.json.
+type manifestEntry struct {
+	Host string `json:"host"`
+	File string `json:"file"`
+	imagebuilder.Artifact
+}
+
+func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
+	for name, v := range map[string]string{"--csv": f.csv, "--out": f.out, "--server-url": f.serverURL, "--ca-cert": f.caCert} {
+		if v == "" {
+			return fmt.Errorf("iso build: %s is required", name)
+		}
+	}
+	if f.offline == (f.api != "") {
+		return errors.New("iso build: give exactly one of --offline or --api")
+	}
+	if f.api != "" && f.apiToken == "" {
+		f.apiToken = os.Getenv("BOOTPILOT_TOKEN")
+		if f.apiToken == "" {
+			return errors.New("iso build: --api needs --token (or BOOTPILOT_TOKEN)")
+		}
+	}
+	if f.jobs < 1 {
+		f.jobs = 1
+	}
+
+	// 1. Read and check every row before anything is written.
+	csvFile, err := os.Open(f.csv)
+	if err != nil {
+		return fmt.Errorf("iso build: %w", err)
+	}
+	rows, err := imagebuilder.ReadCSVRows(csvFile, filepath.Base(f.csv))
+	csvFile.Close()
+	if err != nil {
+		return reportRows(stderr, err)
+	}
+	if f.hostName != "" {
+		var keep []imagebuilder.Row
+		for _, r := range rows {
+			if r.Host.Name == f.hostName {
+				keep = append(keep, r)
+			}
+		}
+		if len(keep) == 0 {
+			return fmt.Errorf("iso build: host %q is not in %s: %w", f.hostName, f.csv, host.ErrNotFound)
+		}
+		rows = keep
+	}
+	b, caCert, err := newBuilderFromFlags(f)
+	if err != nil {
+		return err
+	}
+	if err := b.CheckRows(rows, filepath.Base(f.csv)); err != nil {
+		return reportRows(stderr, err)
+	}
+
+	// 2. Tokens.
+	tokens := make([]string, len(rows))
+	var imports []map[string]any
+	if f.offline {
+		for i, r := range rows {
+			plain, hash := token.New()
+			tokens[i] = plain
+			m, err := hostImport(r.Host, hash)
+			if err != nil {
+				return err
+			}
+			imports = append(imports, m)
+		}
+	}
+	var api *apiClient
+	if f.api != "" {
+		if api, err = newAPIClient(f.api, f.apiToken, caCert); err != nil {
+			return err
+		}
+	}
+
+	// 3. Build with f.jobs workers; each ISO is written to a temporary file
+	// and renamed into place.
+	if err := os.MkdirAll(f.out, 0o755); err != nil {
+		return fmt.Errorf("iso build: %w", err)
+	}
+	manifest := make([]manifestEntry, len(rows))
+	prog := newProgress(stderr, len(rows))
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	next := make(chan int)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for w := 0; w < f.jobs; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				err := func() error {
+					r := rows[i]
+					if api != nil {
+						t, err := api.registerAndRotate(ctx, r.Host)
+						if err != nil {
+							return err
+						}
+						tokens[i] = t
+					}
+					file := r.Host.Name + ".iso"
+					var a imagebuilder.Artifact
+					err := writeAtomic(filepath.Join(f.out, file), func(w io.Writer) error {
+						var err error
+						a, err = b.Build(w, r.Host, tokens[i])
+						return err
+					})
+					if err != nil {
+						return fmt.Errorf("%s: %w", r.Host.Name, err)
+					}
+					manifest[i] = manifestEntry{Host: r.Host.Name, File: file, Artifact: a}
+					prog.inc()
+					return nil
+				}()
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+feed:
+	for i := range rows {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	prog.done()
+	if firstErr != nil {
+		return fmt.Errorf("iso build: %w", firstErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("iso build: %w", err)
+	}
+
+	// 4. Manifest and import file.
+	sort.Slice(manifest, func(i, j int) bool { return manifest[i].Host < manifest[j].Host })
+	if err := writeJSONAtomic(filepath.Join(f.out, "manifest.json"), map[string]any{"isos": manifest}); err != nil {
+		return err
+	}
+	if f.offline {
+		if err := writeJSONAtomic(filepath.Join(f.out, "hosts-import.json"), map[string]any{"hosts": imports}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reportRows prints every row error and returns a summary error.
+func reportRows(stderr io.Writer, err error) error {
+	var re imagebuilder.RowErrors
+	if !errors.As(err, &re) {
+		return fmt.Errorf("iso build: %w", err)
+	}
+	for _, e := range re {
+		fmt.Fprintln(stderr, e.Error())
+	}
+	return fmt.Errorf("iso build: %d bad rows in %s; nothing written", len(re), re[0].File)
+}
+
+func newBuilderFromFlags(f isoFlags) (*imagebuilder.Builder, *x509.Certificate, error) {
+	caPEM, err := os.ReadFile(f.caCert)
+	if err != nil {
+		return nil, nil, fmt.Errorf("iso build: %w", err)
+	}
+	blk, _ := pem.Decode(caPEM)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, nil, fmt.Errorf("iso build: %s holds no PEM certificate", f.caCert)
+	}
+	ca, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("iso build: parse %s: %w", f.caCert, err)
+	}
+	c := imagebuilder.Config{ServerURL: f.serverURL, CACert: ca, Unsigned: f.unsigned, Mode: imagebuilder.Mode(f.mode)}
+	for _, a := range strings.Split(f.arches, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.Arches = append(c.Arches, a)
+		}
+	}
+	if f.unsigned && (f.dbKey != "" || f.dbCert != "") {
+		return nil, nil, errors.New("iso build: --unsigned and --db-key/--db-cert exclude each other")
+	}
+	if !f.unsigned {
+		if f.dbKey == "" || f.dbCert == "" {
+			return nil, nil, errors.New("iso build: --db-key and --db-cert are required (or --unsigned)")
+		}
+		if c.Signer, err = loadSignerFiles(f.dbKey, f.dbCert); err != nil {
+			return nil, nil, err
+		}
+	}
+	if f.scriptKey != "" || f.scriptCert != "" {
+		if c.ScriptSigner, err = loadSignerFiles(f.scriptKey, f.scriptCert); err != nil {
+			return nil, nil, err
+		}
+	}
+	for arch, p := range map[string]string{"x86_64": f.ipxeEFI, "arm64": f.ipxeSNP} {
+		if p == "" {
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("iso build: %w", err)
+		}
+		if c.IPXE == nil {
+			c.IPXE = map[string][]byte{}
+		}
+		c.IPXE[arch] = data
+	}
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return nil, nil, fmt.Errorf("iso build: SOURCE_DATE_EPOCH %q is not a number", s)
+		}
+		c.Epoch = time.Unix(n, 0).UTC()
+	}
+	b, err := imagebuilder.NewBuilder(c)
+	if err != nil {
+		return nil, nil, fmt.Errorf("iso build: %w", err)
+	}
+	return b, ca, nil
+}
+
+func loadSignerFiles(keyPath, certPath string) (*imagebuilder.Signer, error) {
+	if keyPath == "" || certPath == "" {
+		return nil, errors.New("iso build: a signing key needs both its key and certificate files")
+	}
+	k, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("iso build: %w", err)
+	}
+	c, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, fmt.Errorf("iso build: %w", err)
+	}
+	s, err := imagebuilder.LoadSigner(k, c)
+	if err != nil {
+		return nil, fmt.Errorf("iso build: %s: %w", keyPath, err)
+	}
+	return s, nil
+}
+
+// hostImport is a host's JSON with its boot token's hash added.
+func hostImport(h host.Host, hash string) (map[string]any, error) {
+	b, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("iso build: %w", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("iso build: %w", err)
+	}
+	m["token_hash"] = hash
+	return m, nil
+}
+
+// writeAtomic writes path through a temporary file in the same directory
+// and renames it into place, so readers never see a half-written file.
+func writeAtomic(path string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("iso build: %w", err)
+	}
+	if err := writeAtomic(path, func(w io.Writer) error { _, err := w.Write(append(b, '\n')); return err }); err != nil {
+		return fmt.Errorf("iso build: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// apiClient registers hosts and rotates boot tokens through the REST API.
+type apiClient struct {
+	base  *url.URL
+	token string
+	http  *http.Client
+}
+
+func newAPIClient(base, tok string, ca *x509.Certificate) (*apiClient, error) {
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("iso build: --api %q is not an https URL", base)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	return &apiClient{base: u, token: tok, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+}
+
+func (c *apiClient) do(ctx context.Context, method, path string, body any, out any) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	u := c.base.JoinPath(path)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: decode: %w", method, path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// registerAndRotate creates h (or updates it when it exists) and returns a
+// fresh boot token.
+func (c *apiClient) registerAndRotate(ctx context.Context, h host.Host) (string, error) {
+	status, err := c.do(ctx, http.MethodPost, "/api/v1/hosts", h, nil)
+	if status == http.StatusConflict {
+		_, err = c.do(ctx, http.MethodPatch, "/api/v1/hosts/"+url.PathEscape(h.Name), h, nil)
+	}
+	if err != nil {
+		return "", err
+	}
+	var out struct {
+		Token string `json:"token"`
+	}
+	if _, err := c.do(ctx, http.MethodPost, "/api/v1/hosts/"+url.PathEscape(h.Name)+"/boot-token", nil, &out); err != nil {
+		return "", err
+	}
+	if out.Token == "" {
+		return "", fmt.Errorf("POST /api/v1/hosts/%s/boot-token: no token in the answer", h.Name)
+	}
+	return out.Token, nil
+}
+
+// progress draws a progress bar on stderr when it is a terminal.
+type progress struct {
+	w     io.Writer
+	total int
+	mu    sync.Mutex
+	n     int
+	last  time.Time
+	tty   bool
+}
+
+func newProgress(w io.Writer, total int) *progress {
+	p := &progress{w: w, total: total}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
+	return p
+}
+
+func (p *progress) inc() {
+	if !p.tty {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
+	if time.Since(p.last) < 100*time.Millisecond && p.n != p.total {
+		return
+	}
+	p.last = time.Now()
+	const width = 40
+	fill := width * p.n / max(p.total, 1)
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d ISOs", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), p.n, p.total)
+}
+
+func (p *progress) done() {
+	if p.tty && p.n > 0 {
+		fmt.Fprintln(p.w)
+	}
+}
