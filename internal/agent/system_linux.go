@@ -130,7 +130,7 @@ func ConfigureNetwork(n Network, root string, wait time.Duration, log *slog.Logg
 			return "", err
 		}
 	}
-	for time.Now().Before(deadline) && readTrim("/sys/class/net/"+nic.Name+"/carrier") != "1" {
+	for time.Now().Before(deadline) && !running(nic.Index) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if err := addAddr(index, n.Addr); err != nil {
@@ -150,6 +150,12 @@ func ConfigureNetwork(n Network, root string, wait time.Duration, log *slog.Logg
 		return "", err
 	}
 	return name, nil
+}
+
+// running reports whether the link has carrier (IFF_RUNNING).
+func running(index int) bool {
+	i, err := net.InterfaceByIndex(index)
+	return err == nil && i.Flags&net.FlagRunning != 0
 }
 
 func findNIC(n Network) *net.Interface {
