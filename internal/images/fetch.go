@@ -39,6 +39,9 @@ const TitleAnnotation = "org.opencontainers.image.title"
 // Fetch returns without any network access. Invalid input gives a
 // *host.ValidationError and a wrong digest a *DigestMismatchError (wrapped).
 func (c *Cache) Fetch(ctx context.Context, ref, want string) (Entry, error) {
+	if err := c.setup(); err != nil {
+		return Entry{}, err
+	}
 	want = strings.ToLower(strings.TrimPrefix(want, "sha256:"))
 	if want != "" && !validHex(want) {
 		return Entry{}, host.Invalid("sha256", "want 64 hex characters")

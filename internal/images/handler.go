@@ -14,6 +14,7 @@ import (
 // malformed digest is a 404, another method a 405. Mount it under a prefix
 // with http.StripPrefix.
 func (c *Cache) Handler() http.Handler {
+	_ = c.setup() // a broken Dir shows up as 404s and a logged open error
 	return http.HandlerFunc(c.serve)
 }
 

@@ -50,6 +50,8 @@ type Cache struct {
 	// Keychain resolves OCI registry credentials; New sets anonymous access.
 	Keychain authn.Keychain
 
+	once     sync.Once
+	setupErr error
 	mu       sync.Mutex
 	inflight map[string]*call
 	resolved map[string]string // immutable OCI reference (by digest) → layer hex
@@ -96,19 +98,8 @@ func New(dir string, opts ...Option) (*Cache, error) {
 	for _, o := range opts {
 		o(c)
 	}
-	if c.HTTP == nil {
-		c.HTTP = defaultClient()
-	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.DiscardHandler)
-	}
-	if c.Keychain == nil {
-		c.Keychain = anonymous{}
-	}
-	for _, d := range []string{c.blobDir(), c.tmpDir()} {
-		if err := os.MkdirAll(d, 0o750); err != nil {
-			return nil, fmt.Errorf("images: create %s: %w", d, err)
-		}
+	if err := c.setup(); err != nil {
+		return nil, err
 	}
 	left, err := os.ReadDir(c.tmpDir())
 	if err != nil {
@@ -118,6 +109,33 @@ func New(dir string, opts ...Option) (*Cache, error) {
 		_ = os.Remove(filepath.Join(c.tmpDir(), f.Name()))
 	}
 	return c, nil
+}
+
+// setup fills in defaults and creates the directories, once; it lets a
+// Cache built as a struct literal work too.
+func (c *Cache) setup() error {
+	c.once.Do(func() {
+		if c.HTTP == nil {
+			c.HTTP = defaultClient()
+		}
+		if c.Log == nil {
+			c.Log = slog.New(slog.DiscardHandler)
+		}
+		if c.Keychain == nil {
+			c.Keychain = anonymous{}
+		}
+		if c.Dir == "" {
+			c.setupErr = host.Invalid("dir", "must not be empty")
+			return
+		}
+		for _, d := range []string{c.blobDir(), c.tmpDir()} {
+			if err := os.MkdirAll(d, 0o750); err != nil {
+				c.setupErr = fmt.Errorf("images: create %s: %w", d, err)
+				return
+			}
+		}
+	})
+	return c.setupErr
 }
 
 // anonymous is a keychain that never has credentials.
@@ -177,6 +195,9 @@ func (c *Cache) Lookup(hexDigest string) (Entry, error) {
 // Import copies the local file at path into the cache under its own SHA-256
 // and returns its entry.
 func (c *Cache) Import(ctx context.Context, path string) (Entry, error) {
+	if err := c.setup(); err != nil {
+		return Entry{}, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return Entry{}, fmt.Errorf("images: import: %w", err)

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -594,4 +595,33 @@ func TestFetchOCIConcurrentDownloadsOnce(t *testing.T) {
 	if got := tr.blobGets.Load(); got != 1 {
 		t.Errorf("registry saw %d blob downloads for %d concurrent fetches, want 1", got, n)
 	}
+}
+
+func TestFetchTruncated(t *testing.T) {
+	data := MustRandom(t, 1<<20)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.Write(data[:len(data)/2])
+		panic(http.ErrAbortHandler) // drop the connection mid-body
+	}))
+	defer srv.Close()
+	c := MustCache(t, images.WithHTTPClient(srv.Client()))
+	if _, err := c.Fetch(context.Background(), srv.URL+"/d", hexOf(data)); err == nil {
+		t.Error("Fetch of a truncated body succeeded")
+	}
+	assertEmpty(t, c)
+}
+
+func TestCacheLiteral(t *testing.T) {
+	data := MustRandom(t, 4096)
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &images.Cache{Dir: filepath.Join(t.TempDir(), "cache")}
+	e, err := c.Fetch(context.Background(), p, hexOf(data))
+	if err != nil {
+		t.Fatalf("Fetch on a struct-literal Cache: %v", err)
+	}
+	assertBlob(t, c, e, data)
 }
