@@ -85,6 +85,7 @@ type vm struct {
 	ca      *agenttest.CA
 	port    int
 	disk    string
+	extra   []string // more -drive/-device arguments (addDisk)
 	log     string
 	elapsed time.Duration
 }
@@ -120,6 +121,20 @@ func (v *vm) cmdline(task string) string {
 		" bootpilot.ca=" + hex.EncodeToString(v.ca.Fingerprint) + " bootpilot.after=poweroff " + task
 }
 
+// addDisk attaches another virtio-blk disk (file filled with fill) with a
+// serial number and returns its file.
+func (v *vm) addDisk(t *testing.T, size int, fill byte, serial string) string {
+	t.Helper()
+	id := fmt.Sprintf("d%d", len(v.extra)/4+1)
+	p := filepath.Join(filepath.Dir(v.disk), id+".img")
+	if err := os.WriteFile(p, bytes.Repeat([]byte{fill}, size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v.extra = append(v.extra, "-drive", "file="+p+",if=none,id="+id+",format=raw",
+		"-device", "virtio-blk-pci,drive="+id+",serial="+serial)
+	return p
+}
+
 // boot runs QEMU until the guest powers off (or 5 minutes pass).
 func (v *vm) boot(t *testing.T, kernel, initrd, task string) {
 	v.bootDrive(t, kernel, initrd, task, "")
@@ -130,13 +145,14 @@ func (v *vm) bootDrive(t *testing.T, kernel, initrd, task, driveOpts string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, qemuBin, "-accel", "tcg", "-m", "512", "-smp", "1",
+	args := []string{"-accel", "tcg", "-m", "512", "-smp", "1",
 		"-kernel", kernel, "-initrd", initrd, "-append", v.cmdline(task),
 		"-netdev", fmt.Sprintf("user,id=n0,net=10.0.2.0/24,restrict=on,guestfwd=tcp:10.0.2.100:8443-cmd:%s - TCP:127.0.0.1:%d", socatBin, v.port),
 		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile=",
-		"-drive", "file="+v.disk+",if=none,id=d0,format=raw"+driveOpts,
+		"-drive", "file=" + v.disk + ",if=none,id=d0,format=raw" + driveOpts,
 		"-device", "virtio-blk-pci,drive=d0",
-		"-serial", "file:"+v.log, "-display", "none", "-monitor", "none", "-no-reboot")
+		"-serial", "file:" + v.log, "-display", "none", "-monitor", "none", "-no-reboot"}
+	cmd := exec.CommandContext(ctx, qemuBin, append(args, v.extra...)...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	v.elapsed = time.Since(start)
@@ -194,13 +210,17 @@ func TestBootClean(t *testing.T) {
 	t.Parallel()
 	kernel, initrd := ramdisk(t)
 	v := newVM(t, 16<<20, 0xaa)
+	second := v.addDisk(t, 8<<20, 0x5a, "SECOND")
 	v.boot(t, kernel, initrd, "bootpilot.task=clean bootpilot.clean=zero")
-	if c := v.result(t); c.Event != "cleaned" {
-		t.Errorf("result = %+v, want cleaned", c)
+	c := v.result(t)
+	if c.Event != "cleaned" || !strings.Contains(c.Detail, "/dev/vda") || !strings.Contains(c.Detail, "/dev/vdb") {
+		t.Errorf("result = %+v, want cleaned naming vda and vdb", c)
 	}
-	b, _ := os.ReadFile(v.disk)
-	if len(b) != 16<<20 || !bytes.Equal(b, make([]byte, len(b))) {
-		t.Error("disk is not all zeros after clean")
+	for _, p := range []string{v.disk, second} {
+		b, _ := os.ReadFile(p)
+		if len(b) == 0 || !bytes.Equal(b, make([]byte, len(b))) {
+			t.Errorf("%s is not all zeros after clean", filepath.Base(p))
+		}
 	}
 }
 
@@ -255,7 +275,8 @@ func TestBootDeploy(t *testing.T) {
 	t.Parallel()
 	kernel, initrd := ramdisk(t)
 	mtype := testenv.Tool(t, "mtype")
-	v := newVM(t, 16<<20, 0xaa)
+	v := newVM(t, 32<<20, 0xbb) // vda: must stay untouched
+	target := v.addDisk(t, 16<<20, 0xaa, "TARGET")
 	raw := gptImage(12<<20, []struct {
 		name     string
 		off, len int
@@ -271,20 +292,23 @@ func TestBootDeploy(t *testing.T) {
 	zw.Close()
 	v.rec.Files["/images/test.img.zst"] = z.Bytes()
 	sum := sha256.Sum256(z.Bytes())
-	v.boot(t, kernel, initrd, "bootpilot.task=deploy bootpilot.image=https://10.0.2.100:8443/images/test.img.zst bootpilot.sha256="+
+	v.boot(t, kernel, initrd, "bootpilot.task=deploy bootpilot.disk=serial=TARGET bootpilot.image=https://10.0.2.100:8443/images/test.img.zst bootpilot.sha256="+
 		hex.EncodeToString(sum[:]))
 	c := v.result(t)
 	if c.Event != "installed" || !strings.Contains(c.Detail, "NoCloud seed (FAT16") {
 		t.Errorf("result = %+v, want installed with a FAT16 seed", c)
 	}
-	b, _ := os.ReadFile(v.disk)
+	if b, _ := os.ReadFile(v.disk); !bytes.Equal(b, bytes.Repeat([]byte{0xbb}, 32<<20)) {
+		t.Error("the disk without the hinted serial was changed")
+	}
+	b, _ := os.ReadFile(target)
 	if !bytes.Equal(b[:5<<20], raw[:5<<20]) {
 		t.Error("disk does not hold the deployed image")
 	}
 	if b[len(raw)] != 0xaa || b[len(b)-1] != 0xaa {
 		t.Error("deploy wrote past the image")
 	}
-	out, err := exec.Command(mtype, "-i", fmt.Sprintf("%s@@%d", v.disk, 5<<20), "::network-config").CombinedOutput()
+	out, err := exec.Command(mtype, "-i", fmt.Sprintf("%s@@%d", target, 5<<20), "::network-config").CombinedOutput()
 	want := "version: 2\nethernets:\n  nic0:\n    match:\n      macaddress: \"52:54:00:12:34:56\"\n" +
 		"    dhcp4: false\n    dhcp6: false\n    addresses: [\"10.0.2.15/24\"]\n" +
 		"    routes:\n      - to: default\n        via: 10.0.2.2\n    nameservers:\n      addresses: [10.0.2.3]\n"
