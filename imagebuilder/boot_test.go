@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -170,4 +171,59 @@ func TestBootQEMUServerDown(t *testing.T) {
 		t.Errorf("saw %d retries, want 3 (4 tries):\n%s", n, log)
 	}
 	t.Logf("serial log:\n%s", log)
+}
+
+// TestBootQEMUSecureBoot boots with Secure Boot on and our db certificate
+// enrolled: the signed ISO runs iPXE; the unsigned one is refused, and so is
+// the signed one when our certificate is not enrolled.
+func TestBootQEMUSecureBoot(t *testing.T) {
+	qemutest.Require(t, true)
+	p := mustPKI(t)
+	stock, err := os.ReadFile(qemutest.OVMFVarsMS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enrolled, err := qemutest.EnrollDB(stock, p.DB.Cert.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		signed bool
+		vars   []byte
+		boots  bool
+	}{
+		{"signed", true, enrolled, true},
+		{"unsigned", false, enrolled, false},
+		{"signed-not-enrolled", true, stock, false},
+	}
+	for _, tc := range cases {
+		signed, vars, ok := tc.signed, tc.vars, tc.boots
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			c := signedConfig(t)
+			if !signed {
+				c.Signer, c.Unsigned = nil, true
+			}
+			img, _ := mustBuild(t, c, testToken)
+			iso := writeFile(t, dir, "node01.iso", img)
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+			defer cancel()
+			m := &qemutest.Machine{Dir: dir, ISO: iso, SecureBoot: true, Vars: vars}
+			if err := m.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer m.Kill()
+			want := regexp.MustCompile(`bootpilot stage 0: node01`)
+			if !ok {
+				want = regexp.MustCompile(`failed to (load|start) Boot0001 "UEFI QEMU DVD-ROM[^\n]*Access Denied`)
+			}
+			if _, err := m.WaitFor(ctx, want); err != nil {
+				t.Fatalf("%v\nserial log:\n%s", err, m.Log())
+			}
+			if !ok && strings.Contains(m.Log(), "iPXE") {
+				t.Errorf("unsigned iPXE ran under Secure Boot:\n%s", m.Log())
+			}
+		})
+	}
 }

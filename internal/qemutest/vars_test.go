@@ -1,0 +1,77 @@
+package qemutest_test
+
+import (
+	"bytes"
+	"os"
+	"testing"
+
+	"github.com/bootpilot/bootpilot/internal/qemutest"
+	"github.com/bootpilot/bootpilot/internal/testenv"
+)
+
+func liveDB(t *testing.T, vars []byte) (n int, types [][16]byte, sigs [][]byte) {
+	t.Helper()
+	list, _, err := qemutest.Variables(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range list {
+		if v.Name == "db" && v.GUID == qemutest.ImageSecurityDatabaseGUID && v.State == 0x3F {
+			n++
+			if types, sigs, err = qemutest.SignatureLists(v.Data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return n, types, sigs
+}
+
+func TestEnrollDB(t *testing.T) {
+	vars, err := os.ReadFile(testenv.File(t, qemutest.OVMFVarsMS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, oldTypes, oldSigs := liveDB(t, vars)
+	if n != 1 || len(oldSigs) == 0 {
+		t.Fatalf("stock VARS: %d live db records with %d signatures", n, len(oldSigs))
+	}
+	cert := []byte("\x30\x82 a DER certificate stand-in")
+	out, err := qemutest.EnrollDB(vars, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(vars) {
+		t.Fatalf("size %d, want %d", len(out), len(vars))
+	}
+	n, types, sigs := liveDB(t, out)
+	if n != 1 {
+		t.Fatalf("%d live db records after EnrollDB, want 1", n)
+	}
+	if len(sigs) != len(oldSigs)+1 {
+		t.Fatalf("%d signatures, want %d", len(sigs), len(oldSigs)+1)
+	}
+	for i := range oldSigs {
+		if !bytes.Equal(sigs[i], oldSigs[i]) || types[i] != oldTypes[i] {
+			t.Errorf("signature %d changed", i)
+		}
+	}
+	if last := len(sigs) - 1; !bytes.Equal(sigs[last], cert) || types[last] != qemutest.CertX509GUID {
+		t.Error("our certificate is not the last X509 signature")
+	}
+	// Every other variable is untouched and still live.
+	before, _, _ := qemutest.Variables(vars)
+	after, _, _ := qemutest.Variables(out)
+	if len(after) != len(before)+1 {
+		t.Errorf("%d records, want %d", len(after), len(before)+1)
+	}
+	if _, err := qemutest.EnrollDB(make([]byte, 4096), cert); err == nil {
+		t.Error("EnrollDB accepted a file with no firmware volume")
+	}
+	plain, err := os.ReadFile(testenv.File(t, qemutest.OVMFVars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := qemutest.EnrollDB(plain, cert); err == nil {
+		t.Error("EnrollDB accepted a VARS file without db")
+	}
+}
