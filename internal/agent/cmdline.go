@@ -78,7 +78,7 @@ func ParseCmdline(s string) (Config, error) {
 	seen := map[string]bool{}
 	for _, f := range strings.Fields(s) {
 		k, v, _ := strings.Cut(f, "=")
-		if strings.HasPrefix(k, "bootpilot.") {
+		if k == "ip" || strings.HasPrefix(k, "bootpilot.") {
 			if seen[k] {
 				errs = append(errs, fmt.Errorf("%s given twice", k))
 				continue
@@ -135,7 +135,7 @@ func ParseCmdline(s string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s=%q: %w", k, v, err))
 		}
 	}
-	if !c.Network.Addr.IsValid() && !seen["ip"] {
+	if !seen["ip"] {
 		errs = append(errs, errors.New("ip= missing"))
 	}
 	if c.Network.MAC == nil && c.Network.Interface == "" {
