@@ -80,7 +80,7 @@ directory's name, so a ramdisk never carries modules of another kernel.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kernel, "kernel", "", "kernel image (bzImage) the ramdisk is for; its version must match --modules")
+	f.StringVar(&kernel, "kernel", "", "x86 kernel image (bzImage) the ramdisk is for; its version must match --modules (omit for other architectures)")
 	f.StringVar(&modules, "modules", "", "module tree of that kernel, /lib/modules/<version>")
 	f.StringVar(&out, "out", "", "output file, e.g. agent.cpio.gz")
 	f.StringVar(&agentPath, "agent", "", "bootpilot-agent binary (default: bootpilot-agent next to this executable)")
