@@ -220,6 +220,13 @@ func (s *Server) scriptData(h host.Host, a host.Action, cb string, profiles map[
 		if !ok {
 			return d, fmt.Errorf("profile %q: %w", profile, host.ErrNotFound)
 		}
+		if p.Installer == host.InstallerImage && a == host.ActionInstall {
+			u, err := s.servedImage(p)
+			if err != nil {
+				return d, host.Invalid("image", "%v", err)
+			}
+			p.Image = u
+		}
 		d.Profile = p
 	}
 	return d, nil

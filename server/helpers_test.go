@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/images"
 	"github.com/bootpilot/bootpilot/internal/pki"
 	"github.com/bootpilot/bootpilot/internal/store"
 	"github.com/bootpilot/bootpilot/internal/store/storetest"
@@ -70,8 +71,12 @@ func newEnv(tb testing.TB, driver string, mutate ...func(*server.Options)) *env 
 func newEnvDB(tb testing.TB, db *store.DB, mutate ...func(*server.Options)) *env {
 	tb.Helper()
 	e := &env{t: tb, db: db, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	cache, err := images.New(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
 	o := server.Options{
-		Store: db, PKI: testPKI(), Policy: host.Policy{MaxAttempts: 3, InstallTimeout: time.Hour, CleanTimeout: time.Hour},
+		Images: cache, Store: db, PKI: testPKI(), Policy: host.Policy{MaxAttempts: 3, InstallTimeout: time.Hour, CleanTimeout: time.Hour},
 		CleanProfile: "agent-clean", HoldSeconds: 60, AgentAfter: "reboot",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: e.clock.Now,
 	}

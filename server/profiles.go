@@ -69,6 +69,10 @@ func (s *Server) createProfile(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if err := s.cacheProfileImage(c, p); err != nil {
+		s.fail(c, err)
+		return
+	}
 	out, err := s.store.CreateProfile(c.Request.Context(), p)
 	if err != nil {
 		s.fail(c, err)
@@ -76,6 +80,19 @@ func (s *Server) createProfile(c *gin.Context) {
 	}
 	s.log.Info("profile created", "profile", p.Name, "actor", actor(c), "request_id", requestID(c))
 	c.JSON(http.StatusCreated, out)
+}
+
+// cacheProfileImage makes sure an image profile's image is in the cache and
+// matches its digest before any host can be sent to deploy it.
+func (s *Server) cacheProfileImage(c *gin.Context, p host.Profile) error {
+	if p.Installer != host.InstallerImage {
+		return nil
+	}
+	if s.opt.Images == nil {
+		return host.Invalid("image", "this server has no image cache")
+	}
+	_, err := s.cacheImage(c, p.Image, p.ImageSHA256)
+	return err
 }
 
 func (s *Server) listProfiles(c *gin.Context) {
@@ -105,12 +122,25 @@ func (s *Server) patchProfile(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	p, err := s.store.UpdateProfile(c.Request.Context(), c.Param("name"), func(p *host.Profile) error {
+	apply := func(p *host.Profile) error {
 		if err := applyProfileFields(p, m); err != nil {
 			return err
 		}
 		return checkProfileFields(p)
-	})
+	}
+	// Validate and cache the image first: no network inside the transaction.
+	draft, err := s.store.GetProfile(c.Request.Context(), c.Param("name"))
+	if err == nil {
+		err = apply(&draft)
+	}
+	if err == nil {
+		err = s.cacheProfileImage(c, draft)
+	}
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	p, err := s.store.UpdateProfile(c.Request.Context(), c.Param("name"), apply)
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -35,6 +35,7 @@ func (s *Server) routes() *gin.Engine {
 	api.GET("/version", func(c *gin.Context) { c.JSON(http.StatusOK, version.Get()) }) // build version
 	s.hostRoutes(api)
 	s.profileRoutes(api)
+	s.imageRoutes(e, api)
 	return e
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bootpilot/bootpilot/bootscripts"
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/images"
 	"github.com/bootpilot/bootpilot/internal/pki"
 	"github.com/bootpilot/bootpilot/internal/store"
 )
@@ -47,6 +48,18 @@ type Store interface {
 
 var _ Store = (*store.DB)(nil)
 
+// Images is the image cache (implemented by *images.Cache). Fetch and
+// Import return a *host.ValidationError for bad references and a wrapped
+// *images.DigestMismatchError for bad digests; Lookup host.ErrNotFound.
+type Images interface {
+	Fetch(ctx context.Context, ref, want string) (images.Entry, error)
+	Import(ctx context.Context, path string) (images.Entry, error)
+	Lookup(hexDigest string) (images.Entry, error)
+	Handler() http.Handler
+}
+
+var _ Images = (*images.Cache)(nil)
+
 // ISOBuilder writes host h's boot ISO, embedding boot token tok.
 type ISOBuilder func(w io.Writer, h host.Host, tok string) error
 
@@ -60,6 +73,7 @@ type Options struct {
 	HoldSeconds  int         // 300
 	AgentAfter   string      // "reboot"
 	ISO          ISOBuilder  // nil: the ISO endpoint answers 501
+	Images       Images      // nil: no image cache (image profiles cannot boot)
 	Logger       *slog.Logger
 	Now          func() time.Time // time.Now
 }

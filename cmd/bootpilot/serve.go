@@ -16,6 +16,7 @@ import (
 	"github.com/bootpilot/bootpilot/imagebuilder"
 	"github.com/bootpilot/bootpilot/internal/config"
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/images"
 	"github.com/bootpilot/bootpilot/internal/pki"
 	"github.com/bootpilot/bootpilot/internal/store"
 	"github.com/bootpilot/bootpilot/internal/token"
@@ -75,6 +76,10 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 	if err := bootstrapAdmin(ctx, db, cfg.DataDir, stdout); err != nil {
 		return err
 	}
+	cache, err := images.New(filepath.Join(cfg.DataDir, "images"), images.WithLogger(log))
+	if err != nil {
+		return err
+	}
 	iso, err := isoBuilder(cfg, bundle)
 	if err != nil {
 		return err
@@ -82,7 +87,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 	srv, err := server.New(server.Options{
 		Store: db, PKI: bundle, ExternalURL: cfg.ExternalURL, Policy: cfg.Policy(),
 		CleanProfile: cfg.CleanProfile, HoldSeconds: cfg.HoldSeconds, AgentAfter: cfg.AgentAfter,
-		ISO: iso, Logger: log,
+		ISO: iso, Images: cache, Logger: log,
 	})
 	if err != nil {
 		return err
