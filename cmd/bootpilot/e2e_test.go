@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net"
@@ -290,5 +292,31 @@ func TestISONotConfigured(t *testing.T) {
 	err := run(context.Background(), []string{"host", "iso", "node01", "-f", filepath.Join(t.TempDir(), "x.iso")}, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "ISO builder") {
 		t.Errorf("host iso without a signing key: %v, want an error naming the missing ISO builder", err)
+	}
+}
+
+// TestImageCLI uploads a blob with the CLI and reads it back from /images/v1.
+func TestImageCLI(t *testing.T) {
+	url, dataDir := realServer(t, "sqlite")
+	f := filepath.Join(t.TempDir(), "vmlinuz")
+	if err := os.WriteFile(f, []byte("not really a kernel"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var img struct{ Digest, URL string }
+	if err := json.Unmarshal([]byte(cli(t, "image", "add", f, "-o", "json")), &img); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("not really a kernel"))
+	if want := hex.EncodeToString(sum[:]); img.Digest != "sha256:"+want || img.URL != url+"/images/v1/"+want {
+		t.Fatalf("image add = %+v", img)
+	}
+	resp, err := ipxeClient(t, dataDir).Get(img.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "not really a kernel" {
+		t.Errorf("GET %s = %q", img.URL, b)
 	}
 }

@@ -175,7 +175,10 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	u.Path = c.base.Path + path
 	u.RawQuery = query.Encode()
 	var body io.Reader
-	if in != nil {
+	raw, isRaw := in.(io.Reader)
+	if isRaw {
+		body = raw
+	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, fmt.Errorf("client: %s %s: encode request: %w", method, path, err)
@@ -186,7 +189,9 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	if err != nil {
 		return nil, fmt.Errorf("client: %s %s: %w", method, path, err)
 	}
-	if in != nil {
+	if isRaw {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	} else if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
@@ -471,4 +476,32 @@ func (c *Client) Version(ctx context.Context) (VersionInfo, error) {
 	var out VersionInfo
 	err := c.do(ctx, http.MethodGet, "/api/v1/version", nil, nil, &out)
 	return out, err
+}
+
+// Image is a blob in the server's image cache.
+type Image struct {
+	Digest string `json:"digest"` // "sha256:…"
+	Size   int64  `json:"size"`
+	URL    string `json:"url"` // where hosts fetch it
+}
+
+// UploadImage streams r into the server's image cache. It is bounded by ctx
+// only, not by Timeout: images can be large.
+func (c *Client) UploadImage(ctx context.Context, r io.Reader) (Image, error) {
+	var img Image
+	resp, err := c.send(ctx, http.MethodPost, "/api/v1/images", nil, r)
+	if err != nil {
+		return img, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(io.LimitReader(resp.Body, maxJSONBody)).Decode(&img)
+	return img, err
+}
+
+// FetchImage makes the server fetch ref (an https URL or an OCI reference)
+// into its cache, verified against the hex sha256 want.
+func (c *Client) FetchImage(ctx context.Context, ref, want string) (Image, error) {
+	var img Image
+	err := c.do(ctx, http.MethodPost, "/api/v1/images/fetch", nil, map[string]string{"ref": ref, "sha256": want}, &img)
+	return img, err
 }
