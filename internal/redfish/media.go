@@ -227,6 +227,13 @@ func (c *Client) InsertMedia(ctx context.Context, imageURL string) error {
 		break
 	}
 	if err != nil {
+		// A retried POST may fail although its first attempt took effect
+		// (e.g. 409 ResourceInUse after a 5xx): trust the slot's state.
+		if !errors.Is(err, ErrAuth) {
+			if v2, rerr := c.readMedia(ctx, step+": read back", c.slot); rerr == nil && v2.image() == imageURL && v2.inserted() {
+				return nil
+			}
+		}
 		return err
 	}
 	return c.verifyMedia(ctx, step, func(v *vmJSON) bool { return v.image() == imageURL && v.inserted() },

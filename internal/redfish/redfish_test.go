@@ -131,6 +131,8 @@ var profiles = []struct {
 	{"AsyncTasks", bmcsim.Quirks{AsyncTasks: true, TaskPolls: 2}},
 	{"Flaky5xx", bmcsim.Quirks{Flaky5xx: 3}},
 	{"NoSessions", bmcsim.Quirks{NoSessions: true}},
+	{"Flaky5xx on InsertMedia", bmcsim.Quirks{Flaky5xx: 2, FlakyPath: "InsertMedia"}},
+	{"Flaky5xx on task monitors", bmcsim.Quirks{Flaky5xx: 2, FlakyPath: "TaskMonitors", AsyncTasks: true}},
 	{"everything", bmcsim.Quirks{MediaUnderSystems: true, NoInsertAction: true, RequireTransferProtocol: true,
 		AsyncTasks: true, TaskPolls: 3, Flaky5xx: 2}},
 	{"action+async+transfer", bmcsim.Quirks{AsyncTasks: true, RequireTransferProtocol: true, MediaInBoth: true}},
@@ -438,5 +440,35 @@ func TestRestartWhenOff(t *testing.T) {
 	}
 	if got := h.snapshot(); !slices.Equal(got.power, []bool{true}) || len(got.resets) != 0 {
 		t.Errorf("hooks: power %v resets %v, want [true] []", got.power, got.resets)
+	}
+}
+
+// TestInsertLostAnswer: the BMC inserts the image but its answer is lost
+// (500); the retried POST meets 409 ResourceInUse, and the adapter trusts
+// the read back slot.
+func TestInsertLostAnswer(t *testing.T) {
+	bmc := bmcsim.New(bmcsim.Config{Username: user, Password: pass})
+	var inserts atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "InsertMedia") && inserts.Add(1) == 1 {
+			bmc.ServeHTTP(httptest.NewRecorder(), r)
+			http.Error(w, "gateway lost the answer", http.StatusInternalServerError)
+			return
+		}
+		bmc.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	c := mustDial(t, redfish.Endpoint{URL: srv.URL, Username: user, Password: pass, CAPEM: caPEM(srv),
+		RetryBackoff: time.Millisecond, Logger: quiet})
+	defer c.Close()
+	u := "http://127.0.0.1:8081/media/v1/node01.iso?exp=1800000000&sig=aaaa"
+	if err := c.InsertMedia(context.Background(), u); err != nil {
+		t.Fatalf("InsertMedia: %v", err)
+	}
+	if n := inserts.Load(); n != 2 {
+		t.Errorf("InsertMedia POSTs = %d, want 2 (one lost answer, one retry)", n)
+	}
+	if cd := bmc.CD(); cd.Image != u || !cd.Inserted {
+		t.Errorf("CD = %+v, want %s inserted", cd, u)
 	}
 }

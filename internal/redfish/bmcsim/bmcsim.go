@@ -54,6 +54,9 @@ type Quirks struct {
 	TaskPolls int
 	// Flaky5xx answers the first N requests with 503 Service Unavailable.
 	Flaky5xx int
+	// FlakyPath limits Flaky5xx to requests whose path contains it (e.g.
+	// "InsertMedia"); empty means every request.
+	FlakyPath string
 	// NoSessions leaves out the SessionService: basic auth only.
 	NoSessions bool
 }
@@ -112,6 +115,7 @@ type BMC struct {
 	cfg Config
 
 	requests atomic.Int64
+	flaky    atomic.Int64
 	failed   atomic.Int64
 	basicOK  atomic.Int64
 	tokenOK  atomic.Int64
@@ -223,8 +227,8 @@ const root = "/redfish/v1"
 
 // ServeHTTP implements the Redfish service.
 func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	n := b.requests.Add(1)
-	if n <= int64(b.cfg.Flaky5xx) {
+	b.requests.Add(1)
+	if b.cfg.Flaky5xx > 0 && strings.Contains(r.URL.Path, b.cfg.FlakyPath) && b.flaky.Add(1) <= int64(b.cfg.Flaky5xx) {
 		b.failed.Add(1)
 		errf(http.StatusServiceUnavailable, "Base.1.8.ServiceTemporarilyUnavailable", "the service is starting, retry later").write(w)
 		return
