@@ -172,3 +172,13 @@ func TestKeyFromEnv(t *testing.T) {
 		t.Error("KeyFromEnv(unset) succeeded")
 	}
 }
+
+func BenchmarkSealOpen(b *testing.B) {
+	k := mustKey(b, secretbox.GenerateKey())
+	for b.Loop() {
+		s := k.Seal([]byte("a 24-byte bmc password.."), "bmc-password:node01")
+		if _, err := k.Open(s, "bmc-password:node01"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
