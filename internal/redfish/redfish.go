@@ -102,12 +102,13 @@ type Endpoint struct {
 // Client is a connection to one BMC. Its methods are safe for sequential
 // use; callers serialise operations per BMC.
 type Client struct {
-	api  *gofish.APIClient
-	bmc  string
-	ep   Endpoint
-	log  *slog.Logger
-	sys  string // @odata.id of the computer system
-	slot string // @odata.id of the chosen CD/DVD slot; found lazily
+	api   *gofish.APIClient // the session client, or the basic-auth one
+	basic *gofish.APIClient // set in session mode, to log in again
+	bmc   string
+	ep    Endpoint
+	log   *slog.Logger
+	sys   string // @odata.id of the computer system
+	slot  string // @odata.id of the chosen CD/DVD slot; found lazily
 }
 
 // MediaStatus is the state of the CD/DVD virtual media slot.
@@ -219,7 +220,7 @@ func Dial(ctx context.Context, e Endpoint) (*Client, error) {
 			if err != nil {
 				return nil, c.fail("create session", err)
 			}
-			c.api = s
+			c.basic, c.api = c.api, s
 		}
 	}
 	if err := c.findSystem(ctx); err != nil {
@@ -314,14 +315,36 @@ func describe(re *schemas.Error) string {
 	return strings.Join(parts, "; ")
 }
 
+// call runs fn with the client bound to ctx. In session mode, when the BMC
+// answers 401 (the session expired or the BMC restarted), it logs in again
+// once and repeats fn.
+func (c *Client) call(ctx context.Context, fn func(api *gofish.APIClient) error) error {
+	err := fn(c.api.WithContext(ctx))
+	var re *schemas.Error
+	if c.basic == nil || !errors.As(err, &re) || re.HTTPReturnedStatusCode != http.StatusUnauthorized {
+		return err
+	}
+	c.log.Info("redfish: session rejected; logging in again", "bmc", c.bmc)
+	s, lerr := c.basic.WithContext(ctx).CloneWithSession()
+	if lerr != nil {
+		return lerr
+	}
+	c.api = s
+	return fn(c.api.WithContext(ctx))
+}
+
 // getJSON GETs path and returns its body.
 func (c *Client) getJSON(ctx context.Context, step, path string) ([]byte, error) {
-	resp, err := c.api.WithContext(ctx).Get(path)
-	if err != nil {
-		return nil, c.fail(step, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	var b []byte
+	err := c.call(ctx, func(api *gofish.APIClient) error {
+		resp, err := api.Get(path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err = io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		return err
+	})
 	if err != nil {
 		return nil, c.fail(step, err)
 	}
@@ -366,7 +389,11 @@ func (c *Client) findSystem(ctx context.Context) error {
 
 // system reads the computer system through gofish.
 func (c *Client) system(ctx context.Context, step string) (*schemas.ComputerSystem, error) {
-	s, err := schemas.GetObject[schemas.ComputerSystem](c.api.WithContext(ctx), c.sys)
+	var s *schemas.ComputerSystem
+	err := c.call(ctx, func(api *gofish.APIClient) (err error) {
+		s, err = schemas.GetObject[schemas.ComputerSystem](api, c.sys)
+		return err
+	})
 	if err != nil {
 		return nil, c.fail(step, err)
 	}
@@ -396,7 +423,11 @@ func (c *Client) SecureBoot(ctx context.Context) (bool, error) {
 	if s.SecureBoot.ID == "" {
 		return false, &Error{BMC: c.bmc, Step: step, Err: fmt.Errorf("%w: no SecureBoot resource", ErrUnsupported)}
 	}
-	sb, err := schemas.GetObject[schemas.SecureBoot](c.api.WithContext(ctx), s.SecureBoot.ID)
+	var sb *schemas.SecureBoot
+	err = c.call(ctx, func(api *gofish.APIClient) (err error) {
+		sb, err = schemas.GetObject[schemas.SecureBoot](api, s.SecureBoot.ID)
+		return err
+	})
 	if err != nil {
 		return false, c.fail(step, err)
 	}

@@ -472,3 +472,33 @@ func TestInsertLostAnswer(t *testing.T) {
 		t.Errorf("CD = %+v, want %s inserted", cd, u)
 	}
 }
+
+// TestSessionExpiry: the BMC drops all sessions mid-way; the adapter logs
+// in again and carries on.
+func TestSessionExpiry(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		bmc, _, ep, _ := newBMC(t, bmcsim.Config{Quirks: bmcsim.Quirks{AsyncTasks: async}})
+		ep.Session = true
+		c := mustDial(t, ep)
+		ctx := context.Background()
+		if _, err := c.PowerState(ctx); err != nil {
+			t.Fatal(err)
+		}
+		bmc.ExpireSessions()
+		u := "http://127.0.0.1:8081/media/v1/node01.iso?exp=1800000000&sig=aaaa"
+		if err := c.InsertMedia(ctx, u); err != nil {
+			t.Fatalf("async=%v: InsertMedia after the session expired: %v", async, err)
+		}
+		if n := bmc.State().Sessions; n != 1 {
+			t.Errorf("async=%v: %d sessions, want 1 (a new one)", async, n)
+		}
+		bmc.ExpireSessions()
+		if err := c.Reset(ctx, "On"); err != nil {
+			t.Fatalf("async=%v: Reset after the session expired: %v", async, err)
+		}
+		if s := bmc.State(); s.BasicAuthOK != 0 || !s.PowerOn {
+			t.Errorf("async=%v: %d basic-auth requests, power %v; want 0 and on", async, s.BasicAuthOK, s.PowerOn)
+		}
+		c.Close()
+	}
+}

@@ -11,22 +11,25 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/stmcginnis/gofish"
 )
 
 // send POSTs or PATCHes payload to path and, when the BMC answers 202 with
 // a task monitor, follows it to the end.
 func (c *Client) send(ctx context.Context, step, method, path string, payload any) error {
-	api := c.api.WithContext(ctx)
 	var resp *http.Response
-	var err error
-	switch method {
-	case http.MethodPost:
-		resp, err = api.Post(path, payload)
-	case http.MethodPatch:
-		resp, err = api.Patch(path, payload)
-	default:
-		return fmt.Errorf("redfish: unsupported method %s", method)
-	}
+	err := c.call(ctx, func(api *gofish.APIClient) (err error) {
+		switch method {
+		case http.MethodPost:
+			resp, err = api.Post(path, payload)
+		case http.MethodPatch:
+			resp, err = api.Patch(path, payload)
+		default:
+			err = fmt.Errorf("redfish: unsupported method %s", method)
+		}
+		return err
+	})
 	if err != nil {
 		return c.fail(step, err)
 	}
@@ -74,12 +77,15 @@ func (c *Client) followTask(ctx context.Context, step, monitor string, wait time
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.ep.TaskTimeout)
 	defer cancel()
-	api := c.api.WithContext(ctx)
 	for {
 		if err := sleep(ctx, wait); err != nil {
 			return &Error{BMC: c.bmc, Step: step, Message: "monitor " + monitor + " did not finish", Err: fmt.Errorf("%w: %w", ErrTask, err)}
 		}
-		resp, err := api.Get(monitor)
+		var resp *http.Response
+		err := c.call(ctx, func(api *gofish.APIClient) (err error) {
+			resp, err = api.Get(monitor)
+			return err
+		})
 		if err != nil {
 			e := c.fail(step, err)
 			var re *Error

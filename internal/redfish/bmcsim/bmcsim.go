@@ -183,6 +183,14 @@ func (b *BMC) State() State {
 	return s
 }
 
+// ExpireSessions ends every session, as a session timeout or a BMC
+// restart does.
+func (b *BMC) ExpireSessions() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	clear(b.sessions)
+}
+
 // CD returns the state of the CD slot.
 func (b *BMC) CD() Media {
 	for _, m := range b.State().Media {
