@@ -227,3 +227,51 @@ func TestBootQEMUSecureBoot(t *testing.T) {
 		})
 	}
 }
+
+// TestBootQEMUESPScriptTampered changes host.ipxe on the ESP after signing:
+// imgverify must refuse it and iPXE must exit 1 without calling the server.
+func TestBootQEMUESPScriptTampered(t *testing.T) {
+	qemutest.Require(t, false)
+	dir := t.TempDir()
+	iso := buildBootISO(t, dir, imagebuilder.ModeESPScript)
+	img, err := os.ReadFile(iso)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The ESP is stored uncompressed: edit the script in place, same length.
+	old := []byte("set ${nic}/gateway 10.0.2.2 ")
+	if bytes.Count(img, old) != 1 {
+		t.Fatalf("script line found %d times in the ISO", bytes.Count(img, old))
+	}
+	img = bytes.Replace(img, old, []byte("set ${nic}/gateway 10.0.2.3 "), 1)
+	iso = writeFile(t, dir, "tampered.iso", img)
+	var hits sync.Mutex
+	called := false
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Lock()
+		called = true
+		hits.Unlock()
+		http.NotFound(w, r)
+	}))
+	srv.TLS = serverTLS(t)
+	srv.StartTLS()
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	m := &qemutest.Machine{Dir: dir, ISO: iso, ForwardTo: srv.Listener.Addr().(*net.TCPAddr).Port}
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Kill()
+	if _, err := m.WaitFor(ctx, regexp.MustCompile(`(?s)not signed by the pinned CA, exit 1.*BdsDxe: failed to start Boot0001`)); err != nil {
+		t.Fatalf("%v\nserial log:\n%s", err, m.Log())
+	}
+	hits.Lock()
+	defer hits.Unlock()
+	if !strings.Contains(m.Log(), "ipxe.org/0227e18f") {
+		t.Errorf("no imgverify failure (0227e18f) on the console:\n%s", m.Log())
+	}
+	if called || strings.Contains(m.Log(), "bootpilot: net0") {
+		t.Errorf("the tampered script ran:\n%s", m.Log())
+	}
+}
