@@ -14,7 +14,7 @@
 // Hooks let a test drive a real machine: OnInsert gets the image URL (see
 // FetchISO to read it in small ranges as a BMC does, and QMP to put it into
 // a QEMU VM's CD drive), OnReset a restart of a running system and OnPower a
-// power transition.
+// power transition. Machine wires all hooks to a QEMU VM through QMP.
 package bmcsim
 
 import (

@@ -273,33 +273,15 @@ func TestBMCDrivesQEMU(t *testing.T) {
 	data := randomData(t, 2<<20+77)
 	ms := newMediaServer(t, data)
 	dir := t.TempDir()
-	iso := filepath.Join(dir, "inserted.iso")
+	iso := filepath.Join(dir, "media-1.iso")
 	var resets atomic.Int32
-	bmc := bmcsim.New(bmcsim.Config{
-		Username: "admin", Password: "pw",
-		Quirks: bmcsim.Quirks{AsyncTasks: true, MediaUnderSystems: true},
-		OnInsert: func(u string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if _, err := bmcsim.FetchISO(ctx, nil, u, iso, 64<<10); err != nil {
-				return err
-			}
-			return v.qmp.ChangeMedium(ctx, "cd0", iso)
-		},
-		OnEject: func() { v.qmp.EjectMedium(context.Background(), "cd0") },
-		OnReset: func(string) {
-			if v.qmp.SystemReset(context.Background()) == nil {
-				resets.Add(1)
-			}
-		},
-		OnPower: func(on bool) {
-			if on {
-				v.qmp.Cont(context.Background())
-			} else {
-				v.qmp.Quit(context.Background())
-			}
-		},
-	})
+	m := &bmcsim.Machine{QMP: v.qmp, Device: "cd0", Dir: dir, Log: slog.New(slog.DiscardHandler)}
+	cfg := bmcsim.Config{Username: "admin", Password: "pw",
+		Quirks: bmcsim.Quirks{AsyncTasks: true, MediaUnderSystems: true}}
+	m.Attach(&cfg)
+	reset := cfg.OnReset
+	cfg.OnReset = func(k string) { resets.Add(1); reset(k) }
+	bmc := bmcsim.New(cfg)
 	srv := httptest.NewTLSServer(bmc)
 	defer srv.Close()
 	ctx := context.Background()
@@ -350,5 +332,8 @@ func TestBMCDrivesQEMU(t *testing.T) {
 	case <-v.done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("qemu still running 30 s after power off")
+	}
+	if errs := m.Errors(); len(errs) != 0 {
+		t.Errorf("machine hooks failed: %v", errs)
 	}
 }
