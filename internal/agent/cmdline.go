@@ -132,6 +132,9 @@ func ParseCmdline(s string) (Config, error) {
 			}
 		}
 		if err != nil {
+			if k == "bootpilot.callback" {
+				v = "…" // holds the callback token: never echo it
+			}
 			errs = append(errs, fmt.Errorf("%s=%q: %w", k, v, err))
 		}
 	}

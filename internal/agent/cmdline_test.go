@@ -97,6 +97,13 @@ func TestParseCmdlineErrors(t *testing.T) {
 	}
 }
 
+func TestParseCmdlineHidesToken(t *testing.T) {
+	_, err := agent.ParseCmdline(strings.Replace(base, "https://10.0.2.100", "http://10.0.2.100", 1) + " bootpilot.task=clean bootpilot.clean=zero")
+	if err == nil || strings.Contains(err.Error(), "TOKEN") {
+		t.Errorf("error = %v; want an error that does not echo the callback token", err)
+	}
+}
+
 func TestParseCmdlineKeepsReportableFields(t *testing.T) {
 	c, err := agent.ParseCmdline(base + " bootpilot.task=clean bootpilot.clean=shred bootpilot.after=poweroff")
 	if err == nil {
