@@ -8,7 +8,7 @@
 // InsertMedia action or a PATCH of Image where the action is missing,
 // TransferProtocolType and WriteProtected sent or left out as the BMC wants,
 // asynchronous operations answered with 202 and a task monitor, and
-// transient 5xx answers and timeouts, retried with back-off a bounded
+// transient 5xx and 429 answers and timeouts, retried with back-off a bounded
 // number of times. Errors are *Error values naming the BMC (never its
 // credentials), the step and what the BMC answered.
 package redfish

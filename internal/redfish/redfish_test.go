@@ -131,6 +131,8 @@ var profiles = []struct {
 	{"AsyncTasks", bmcsim.Quirks{AsyncTasks: true, TaskPolls: 2}},
 	{"Flaky5xx", bmcsim.Quirks{Flaky5xx: 3}},
 	{"NoSessions", bmcsim.Quirks{NoSessions: true}},
+	{"Flaky 429 on Systems", bmcsim.Quirks{Flaky5xx: 2, FlakyStatus: 429, FlakyPath: "/Systems/1"}},
+	{"Flaky 504 on PATCH targets", bmcsim.Quirks{Flaky5xx: 3, FlakyStatus: 504, FlakyPath: "/1"}},
 	{"Flaky5xx on InsertMedia", bmcsim.Quirks{Flaky5xx: 2, FlakyPath: "InsertMedia"}},
 	{"Flaky5xx on task monitors", bmcsim.Quirks{Flaky5xx: 2, FlakyPath: "TaskMonitors", AsyncTasks: true}},
 	{"everything", bmcsim.Quirks{MediaUnderSystems: true, NoInsertAction: true, RequireTransferProtocol: true,

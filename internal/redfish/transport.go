@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// retryTransport retries a request on 5xx answers (but 501) and transport
+// retryTransport retries a request on 5xx answers (but 501), 429 and transport
 // errors other than TLS verification failures, with exponential back-off,
 // a bounded number of times. Each attempt has its own timeout.
 type retryTransport struct {
@@ -86,7 +86,7 @@ func (t *retryTransport) retryable(ctx context.Context, resp *http.Response, err
 		}
 		return true, err.Error()
 	}
-	if resp.StatusCode >= 500 && resp.StatusCode != http.StatusNotImplemented {
+	if (resp.StatusCode >= 500 && resp.StatusCode != http.StatusNotImplemented) || resp.StatusCode == http.StatusTooManyRequests {
 		return true, resp.Status
 	}
 	return false, ""

@@ -54,6 +54,9 @@ type Quirks struct {
 	TaskPolls int
 	// Flaky5xx answers the first N requests with 503 Service Unavailable.
 	Flaky5xx int
+	// FlakyStatus is the status of the flaky answers: 503 (default), 500,
+	// 502, 504 or 429 (with Retry-After: 0).
+	FlakyStatus int
 	// FlakyPath limits Flaky5xx to requests whose path contains it (e.g.
 	// "InsertMedia"); empty means every request.
 	FlakyPath string
@@ -238,7 +241,14 @@ func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.requests.Add(1)
 	if b.cfg.Flaky5xx > 0 && strings.Contains(r.URL.Path, b.cfg.FlakyPath) && b.flaky.Add(1) <= int64(b.cfg.Flaky5xx) {
 		b.failed.Add(1)
-		errf(http.StatusServiceUnavailable, "Base.1.8.ServiceTemporarilyUnavailable", "the service is starting, retry later").write(w)
+		status := b.cfg.FlakyStatus
+		if status == 0 {
+			status = http.StatusServiceUnavailable
+		}
+		if status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "0")
+		}
+		errf(status, "Base.1.8.ServiceTemporarilyUnavailable", "the service is busy, retry later").write(w)
 		return
 	}
 	p := strings.TrimSuffix(r.URL.Path, "/")
