@@ -23,7 +23,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bootpilot/bootpilot/imagebuilder"
+	"github.com/bootpilot/bootpilot/internal/config"
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/pki"
+	"github.com/bootpilot/bootpilot/internal/store"
 	"github.com/bootpilot/bootpilot/internal/token"
 )
 
@@ -40,6 +43,7 @@ type isoFlags struct {
 	offline                     bool
 	api, apiToken               string
 	hostName                    string
+	fromDB, db                  string
 }
 
 func newISOCmd() *cobra.Command {
@@ -53,7 +57,10 @@ func newISOCmd() *cobra.Command {
 Tokens come either from the server (--api URL --token T: each host is
 registered or updated, then its boot token rotated) or are made locally
 (--offline), in which case DIR/hosts-import.json holds the hosts with the
-tokens' hashes for "bootpilot host import". Nothing is written when any CSV
+tokens' hashes for "bootpilot host import". With --from-db DATA_DIR instead
+of --csv, the hosts come from the server's database and each host's token
+hash is replaced there once its ISO is built (the old token stops working);
+--ca-cert then defaults to DATA_DIR/ca.pem. Nothing is written when any CSV
 row is bad; every bad row is reported as FILE:LINE: column: reason.
 Timestamps inside the ISOs come from SOURCE_DATE_EPOCH when set.`,
 		Args: cobra.NoArgs,
@@ -79,7 +86,9 @@ Timestamps inside the ISOs come from SOURCE_DATE_EPOCH when set.`,
 	fl.BoolVar(&f.offline, "offline", false, "make boot tokens locally and write DIR/hosts-import.json")
 	fl.StringVar(&f.api, "api", "", "server API URL to register hosts and rotate their boot tokens")
 	fl.StringVar(&f.apiToken, "token", "", "admin API token for --api (or env BOOTPILOT_TOKEN)")
-	fl.StringVar(&f.hostName, "host", "", "build only this host from the CSV")
+	fl.StringVar(&f.hostName, "host", "", "build only this host (from the CSV or the database)")
+	fl.StringVar(&f.fromDB, "from-db", "", "build for the hosts in this server data directory's database (rotates their boot tokens)")
+	fl.StringVar(&f.db, "db", "", "with --from-db: database DSN instead of the data directory's SQLite (mysql://…)")
 	iso.AddCommand(build)
 	return iso
 }
@@ -92,12 +101,21 @@ type manifestEntry struct {
 }
 
 func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
-	for name, v := range map[string]string{"--csv": f.csv, "--out": f.out, "--server-url": f.serverURL, "--ca-cert": f.caCert} {
+	if (f.csv == "") == (f.fromDB == "") {
+		return errors.New("iso build: give exactly one of --csv or --from-db")
+	}
+	if f.fromDB != "" && f.caCert == "" {
+		f.caCert = pki.FilesIn(f.fromDB).CACert
+	}
+	for name, v := range map[string]string{"--out": f.out, "--server-url": f.serverURL, "--ca-cert": f.caCert} {
 		if v == "" {
 			return fmt.Errorf("iso build: %s is required", name)
 		}
 	}
-	if f.offline == (f.api != "") {
+	if f.fromDB != "" && (f.offline || f.api != "") {
+		return errors.New("iso build: --from-db takes its tokens from the database; drop --offline/--api")
+	}
+	if f.fromDB == "" && f.offline == (f.api != "") {
 		return errors.New("iso build: give exactly one of --offline or --api")
 	}
 	if f.api != "" && f.apiToken == "" {
@@ -111,14 +129,37 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 	}
 
 	// 1. Read and check every row before anything is written.
-	csvFile, err := os.Open(f.csv)
-	if err != nil {
-		return fmt.Errorf("iso build: %w", err)
-	}
-	rows, err := imagebuilder.ReadCSVRows(csvFile, filepath.Base(f.csv))
-	csvFile.Close()
-	if err != nil {
-		return reportRows(stderr, err)
+	var (
+		rows   []imagebuilder.Row
+		db     *store.DB
+		source string
+		err    error
+	)
+	if f.fromDB != "" {
+		cfg := config.Config{DataDir: f.fromDB, DB: f.db}
+		if db, err = store.Open(ctx, cfg.DSN()); err != nil {
+			return fmt.Errorf("iso build: %w", err)
+		}
+		defer db.Close()
+		hosts, err := db.ListHosts(ctx, store.HostFilter{})
+		if err != nil {
+			return fmt.Errorf("iso build: %w", err)
+		}
+		for i, h := range hosts {
+			rows = append(rows, imagebuilder.Row{Line: i + 1, Host: h})
+		}
+		source = "database"
+	} else {
+		csvFile, err := os.Open(f.csv)
+		if err != nil {
+			return fmt.Errorf("iso build: %w", err)
+		}
+		source = filepath.Base(f.csv)
+		rows, err = imagebuilder.ReadCSVRows(csvFile, source)
+		csvFile.Close()
+		if err != nil {
+			return reportRows(stderr, err)
+		}
 	}
 	if f.hostName != "" {
 		var keep []imagebuilder.Row
@@ -128,7 +169,7 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 			}
 		}
 		if len(keep) == 0 {
-			return fmt.Errorf("iso build: host %q is not in %s: %w", f.hostName, f.csv, host.ErrNotFound)
+			return fmt.Errorf("iso build: host %q is not in %s: %w", f.hostName, source, host.ErrNotFound)
 		}
 		rows = keep
 	}
@@ -136,7 +177,7 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := b.CheckRows(rows, filepath.Base(f.csv)); err != nil {
+	if err := b.CheckRows(rows, source); err != nil {
 		return reportRows(stderr, err)
 	}
 
@@ -190,12 +231,20 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 						}
 						tokens[i] = t
 					}
+					var hash string
+					if db != nil {
+						tokens[i], hash = token.New()
+					}
 					file := r.Host.Name + ".iso"
 					var a imagebuilder.Artifact
 					err := writeAtomic(filepath.Join(f.out, file), func(w io.Writer) error {
 						var err error
-						a, err = b.Build(w, r.Host, tokens[i])
-						return err
+						if a, err = b.Build(w, r.Host, tokens[i]); err != nil || db == nil {
+							return err
+						}
+						// The ISO is complete: only now replace the token
+						// hash, so a failed build leaves the old ISO working.
+						return rotateInDB(ctx, db, r.Host.Name, hash)
 					})
 					if err != nil {
 						return fmt.Errorf("%s: %w", r.Host.Name, err)
@@ -242,6 +291,19 @@ feed:
 		if err := writeJSONAtomic(filepath.Join(f.out, "hosts-import.json"), map[string]any{"hosts": imports}); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// rotateInDB stores a host's new boot token hash with an audit record.
+func rotateInDB(ctx context.Context, db *store.DB, name, hash string) error {
+	_, err := db.UpdateHost(ctx, name, func(h *host.Host) ([]host.Record, error) {
+		h.TokenHash = hash
+		return []host.Record{{Host: name, Actor: "admin", Action: "token-rotate",
+			Reason: "ISO built by bootpilot iso build --from-db; the old boot token stops working", Time: time.Now().UTC()}}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("rotate boot token: %w", err)
 	}
 	return nil
 }

@@ -23,6 +23,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/store"
 )
 
 // isoKeys writes a CA and a self-signed db key pair to dir and returns the
@@ -257,5 +260,71 @@ func TestISOBuildAPI(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "hosts-import.json")); !os.IsNotExist(err) {
 		t.Error("--api wrote hosts-import.json")
+	}
+}
+
+func TestISOBuildFromDB(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	os.MkdirAll(data, 0o700)
+	_, _, caPath, keyPath, certPath := isoKeys(t, dir)
+	caPEM, _ := os.ReadFile(caPath)
+	os.WriteFile(filepath.Join(data, "ca.pem"), caPEM, 0o644)
+	ctx := context.Background()
+	db, err := store.Open(ctx, "sqlite:"+filepath.Join(data, "bootpilot.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"node01", "node02"} {
+		h := host.Host{Name: name, MACs: []string{"52:54:00:12:34:5" + string(rune('6'+i))}, IPv4: "10.0.2.1" + string(rune('5'+i)) + "/24",
+			Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}, TokenHash: strings.Repeat("0", 64)}
+		if err := h.Normalize(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.CreateHost(ctx, h, host.Record{Actor: "admin", Action: "create"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	out := filepath.Join(dir, "out")
+	var stdout, stderr bytes.Buffer
+	err = run(ctx, []string{"iso", "build", "--from-db", data, "--host", "node02", "--out", out, "--server-url", "https://10.0.2.100:8443",
+		"--db-key", keyPath, "--db-cert", certPath}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("iso build --from-db: %v\n%s", err, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(out, "node01.iso")); !os.IsNotExist(err) {
+		t.Error("--host node02 also built node01")
+	}
+	iso, err := os.ReadFile(filepath.Join(out, "node02.iso"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := isoCredRE.FindSubmatch(iso)
+	if c == nil {
+		t.Fatal("node02.iso has no credentials")
+	}
+	db, err = store.Open(ctx, "sqlite:"+filepath.Join(data, "bootpilot.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	h2, _ := db.GetHost(ctx, "node02")
+	h1, _ := db.GetHost(ctx, "node01")
+	sum := sha256.Sum256(c[2])
+	if h2.TokenHash != hex.EncodeToString(sum[:]) {
+		t.Error("node02's stored token hash does not match the ISO's token")
+	}
+	if h1.TokenHash != strings.Repeat("0", 64) {
+		t.Error("node01's token was rotated though it was not built")
+	}
+	ev, _ := db.Events(ctx, "node02", 10)
+	found := false
+	for _, e := range ev {
+		found = found || e.Action == "token-rotate"
+	}
+	if !found {
+		t.Errorf("no token-rotate audit event for node02: %+v", ev)
 	}
 }
