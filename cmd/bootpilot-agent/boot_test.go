@@ -33,7 +33,6 @@ import (
 var (
 	ramdiskOnce       sync.Once
 	vmlinuz, initrd   string
-	ramdiskErr        string
 	ramdiskDir        string
 	qemuBin, socatBin string
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -70,7 +71,7 @@ func TestReporterNetworkErrorRetried(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Result(context.Background(), "cleaned", "") }()
 	time.Sleep(300 * time.Millisecond) // at least one refused attempt
-	l, err := (&netListenConfig{}).listen(addr)
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Skipf("cannot re-listen on %s: %v", addr, err)
 	}
