@@ -60,6 +60,12 @@ type Quirks struct {
 	// FlakyPath limits Flaky5xx to requests whose path contains it (e.g.
 	// "InsertMedia"); empty means every request.
 	FlakyPath string
+	// RejectWriteProtected refuses inserts that send WriteProtected, as
+	// some BMCs refuse parameters they do not implement.
+	RejectWriteProtected bool
+	// FixedBootMode refuses PATCHes of BootSourceOverrideMode (the firmware
+	// is UEFI-only and the property read-only).
+	FixedBootMode bool
 	// NoSessions leaves out the SessionService: basic auth only.
 	NoSessions bool
 }
@@ -571,6 +577,9 @@ func (b *BMC) patchSystem(w http.ResponseWriter, r *http.Request) *apiError {
 	if e := check("BootSourceOverrideMode", in.Boot.BootSourceOverrideMode, bootModes); e != nil {
 		return e
 	}
+	if in.Boot.BootSourceOverrideMode != nil && b.cfg.FixedBootMode {
+		return errf(400, "Base.1.8.PropertyNotWritable", "the property BootSourceOverrideMode is read-only")
+	}
 	b.mu.Lock()
 	for i, v := range []*string{in.Boot.BootSourceOverrideTarget, in.Boot.BootSourceOverrideEnabled, in.Boot.BootSourceOverrideMode} {
 		if v != nil {
@@ -716,6 +725,9 @@ func (b *BMC) checkInsert(m *Media, in *insertParams) *apiError {
 		if !strings.EqualFold(*in.TransferProtocolType, u.Scheme) {
 			return errf(400, "Base.1.8.ActionParameterValueConflict", "TransferProtocolType %s conflicts with the Image URI scheme %s", *in.TransferProtocolType, u.Scheme)
 		}
+	}
+	if in.WriteProtected != nil && b.cfg.RejectWriteProtected {
+		return errf(400, "Base.1.8.ActionParameterNotSupported", "the parameter WriteProtected is not supported")
 	}
 	if in.TransferMethod != nil && *in.TransferMethod != "Stream" {
 		return errf(400, "Base.1.8.ActionParameterNotSupported", "TransferMethod %s is not supported", *in.TransferMethod)
