@@ -565,7 +565,9 @@ func agentArgs(d ScriptData, n netView, task string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{kernelIP(n, "")}
+	// quiet: the kernel would otherwise print its command line, callback
+	// token included, on the console (the agent itself never prints it).
+	args := []string{"quiet", kernelIP(n, "")}
 	for _, s := range n.DNS {
 		args = append(args, "nameserver="+s)
 	}
