@@ -27,7 +27,8 @@ import (
 // bootHost is the host as QEMU presents it.
 func bootHost() host.Host {
 	return host.Host{Name: "node01", MACs: []string{"52:54:00:aa:bb:01", qemutest.DefaultMAC},
-		IPv4: qemutest.GuestIP, Gateway: qemutest.GuestGW, DNS: []string{qemutest.GuestDNS}}
+		IPv4: qemutest.GuestIP, Gateway: qemutest.GuestGW, DNS: []string{qemutest.GuestDNS},
+		IPv6: "fd00::15/64", Gateway6: "fd00::2"}
 }
 
 // serverTLS returns an RSA-2048 leaf for 10.0.2.100 issued by the test CA,
@@ -115,8 +116,11 @@ func TestBootQEMU(t *testing.T) {
 				t.Errorf("qemu exit after poweroff: %v", err)
 			}
 			log := m.Log()
-			if !strings.Contains(log, "10.0.2.15") {
-				t.Errorf("serial log does not show the static IP:\n%s", log)
+			if !strings.Contains(log, "bootpilot: net0 52:54:00:12:34:56 10.0.2.15") {
+				t.Errorf("serial log does not show the static IP on net0:\n%s", log)
+			}
+			if strings.Contains(log, "no static IPv6") {
+				t.Errorf("iPXE refused the static IPv6 settings:\n%s", log)
 			}
 			mu.Lock()
 			defer mu.Unlock()

@@ -180,6 +180,7 @@ func (b *Builder) Script(h host.Host, token string) ([]byte, error) {
 
 // Build writes h's ISO to w, with token as the host's boot token.
 func (b *Builder) Build(w io.Writer, h host.Host, token string) (Artifact, error) {
+	h.MACs, h.DNS = slices.Clone(h.MACs), slices.Clone(h.DNS) // Normalize writes in place
 	if err := h.Normalize(); err != nil {
 		return Artifact{}, err
 	}

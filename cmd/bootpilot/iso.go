@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,7 +77,7 @@ Timestamps inside the ISOs come from SOURCE_DATE_EPOCH when set.`,
 	fl.StringVar(&f.dbKey, "db-key", "", "PEM Secure Boot db private key (RSA)")
 	fl.StringVar(&f.dbCert, "db-cert", "", "PEM Secure Boot db certificate")
 	fl.BoolVar(&f.unsigned, "unsigned", false, "build unsigned ISOs (no Secure Boot)")
-	fl.IntVar(&f.jobs, "jobs", 2, "parallel builds")
+	fl.IntVar(&f.jobs, "jobs", runtime.GOMAXPROCS(0), "parallel builds")
 	fl.StringVar(&f.arches, "arch", "x86_64", "architectures, comma separated: x86_64, arm64")
 	fl.StringVar(&f.mode, "mode", string(imagebuilder.ModeBinary), "binary (script in a per-host signed binary) or esp-script (sign once)")
 	fl.StringVar(&f.scriptKey, "script-key", "", "PEM code-signing key for esp-script mode")
