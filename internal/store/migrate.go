@@ -22,6 +22,7 @@ type migration struct {
 // migration.
 var migrations = []migration{
 	{1, "create hosts, host_macs, profiles, events, api_tokens", migrateV1},
+	{2, "create bmcs", migrateV2},
 }
 
 // LatestSchema is the schema version this build migrates to.
