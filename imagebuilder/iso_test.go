@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tinkerbell/ipxedust/binary"
+
 	"github.com/bootpilot/bootpilot/imagebuilder"
 	"github.com/bootpilot/bootpilot/internal/testenv"
 	"github.com/bootpilot/bootpilot/ipxe"
@@ -206,5 +208,26 @@ func checkEFISignOnly(t *testing.T, dir, efi string) {
 	dbPEM := writeFile(t, dir, "db.pem", p.DBPEM)
 	if out := run(t, testenv.Tool(t, "sbverify"), "--cert", dbPEM, efi); !strings.Contains(out, "Signature verification OK") {
 		t.Errorf("sbverify: %s", out)
+	}
+}
+
+// TestUserIPXE builds with a user-supplied binary whose script slot is marked
+// by ipxedust's marker lines instead of the stock script.
+func TestUserIPXE(t *testing.T) {
+	stock := binary.Files["ipxe.efi"]
+	user := bytes.Clone(stock)
+	slot := append([]byte("#!ipxe\necho my own build\n"), bytes.Repeat([]byte{' '}, ipxe.MaxScript)...)
+	slot = append(slot[:ipxe.MaxScript-len(ipxe.SlotMarker)-1], append(ipxe.SlotMarker, '\n')...)
+	i := bytes.Index(user, ipxe.StockScript)
+	copy(user[i:], slot)
+	c := signedConfig(t)
+	c.IPXE = map[string][]byte{"x86_64": user}
+	img, _ := mustBuild(t, c, testToken)
+	if !bytes.Contains(img, []byte("@10.0.2.100:8443/boot/v1/script?")) || bytes.Contains(img, ipxe.SlotMarker) {
+		t.Error("the user binary's slot was not patched")
+	}
+	c.IPXE["x86_64"] = stock[:len(stock)/2]
+	if _, err := imagebuilder.NewBuilder(c); err == nil {
+		t.Error("NewBuilder accepted a binary without slots")
 	}
 }

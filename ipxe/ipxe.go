@@ -37,9 +37,11 @@ const StockScriptSHA256 = "662f86785006d6b1857e7ee9b029fa19a2c78a685969bb6135dea
 var StockRootFingerprint = mustHex("9faf717b7f8ca2f93c256c79f8ac5591895d66d1ff3bee6397a70d29c65eed1a")
 
 // SlotMarker is the marker a user-built iPXE binary can carry instead of the
-// stock script: ipxedust's two "random string" comment lines. When the stock
-// script is not found, the script slot is the region that starts at the
-// "#!ipxe" line before the marker and ends at the next NUL byte.
+// stock script: ipxedust's two "random string" comment lines, which must end
+// the embedded script (an iPXE build stores the script without a terminator,
+// so its end cannot be found otherwise). When the stock script is not found,
+// the script slot runs from the "#!ipxe" before the marker to the end of the
+// marker (plus one newline if the script has one there).
 var SlotMarker = []byte("#a8b7e61f1075c37a793f2f92cee89f7bba00c4a8d7842ce3d40b5889032d8881\n#ddd16a4fc4926ecefdfb6941e33c44ed3647133638f5e84021ea44d3152e7f97")
 
 // Arches lists the supported architectures, in iPXE's ${buildarch} spelling.
@@ -109,11 +111,11 @@ func Parse(data []byte) (*Binary, error) {
 		if start < 0 || at-start > 64*1024 {
 			return nil, fmt.Errorf("ipxe: no #!ipxe line before the script slot marker")
 		}
-		end := bytes.IndexByte(data[at:], 0)
-		if end < 0 {
-			return nil, fmt.Errorf("ipxe: the script slot has no end")
+		end := at + len(SlotMarker)
+		if end < len(data) && data[end] == '\n' {
+			end++
 		}
-		b.scriptOff, b.scriptLen = start, at+end-start
+		b.scriptOff, b.scriptLen = start, end-start
 	}
 	switch n := bytes.Count(data, StockRootFingerprint); {
 	case n == 0:

@@ -70,7 +70,7 @@ func TestParseSlots(t *testing.T) {
 	_ = stock
 	root := ipxe.StockRootFingerprint
 	pad := bytes.Repeat([]byte{1}, 100)
-	marker := append(append([]byte("#!ipxe\necho user build\n"), ipxe.SlotMarker...), '\n', 0)
+	marker := append(append([]byte("#!ipxe\necho user build\n"), ipxe.SlotMarker...), '\n')
 	cases := []struct {
 		name string
 		data []byte
@@ -78,7 +78,7 @@ func TestParseSlots(t *testing.T) {
 		slot int
 	}{
 		{"stock", cat(pad, ipxe.StockScript, pad, root, pad), "", ipxe.MaxScript},
-		{"marker", cat(pad, marker, pad, root, pad), "", len(marker) - 1},
+		{"marker", cat(pad, marker, pad, root, pad), "", len(marker)},
 		{"no script", cat(pad, root, pad), "no embedded-script slot", 0},
 		{"two scripts", cat(pad, ipxe.StockScript, pad, ipxe.StockScript, root), "occurs 2 times", 0},
 		{"two markers", cat(pad, marker, pad, marker, root), "marker occurs 2 times", 0},
@@ -96,6 +96,28 @@ func TestParseSlots(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: Parse error %v, want %q", c.name, err, c.want)
 		}
+	}
+}
+
+// TestPatchMarkerKeepsNeighbours patches a user binary found by the marker
+// and checks the bytes right after the slot are left alone.
+func TestPatchMarkerKeepsNeighbours(t *testing.T) {
+	marker := append(append([]byte("#!ipxe\necho user build\n"), ipxe.SlotMarker...), '\n')
+	after := []byte{0x80, 0xc3, 0xf7, 0xff, 0x92}
+	data := cat([]byte("MZ"), marker, after, ipxe.StockRootFingerprint, []byte("end"))
+	b, err := ipxe.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.Patch([]byte("#!ipxe\nexit 1\n"), [32]byte{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out[2+len(marker):2+len(marker)+len(after)], after) {
+		t.Error("Patch overwrote the bytes after the marker slot")
+	}
+	if !bytes.HasPrefix(out[2:], []byte("#!ipxe\nexit 1\n   ")) {
+		t.Errorf("slot = %q", out[2:2+len(marker)])
 	}
 }
 
