@@ -524,7 +524,8 @@ func (c *apiClient) registerAndRotate(ctx context.Context, h host.Host) (string,
 	return out.Token, nil
 }
 
-// progress draws a progress bar on stderr when it is a terminal.
+// progress draws a progress bar on stderr when it is a terminal (and not
+// in CI).
 type progress struct {
 	w     io.Writer
 	total int
@@ -537,7 +538,7 @@ type progress struct {
 func newProgress(w io.Writer, total int) *progress {
 	p := &progress{w: w, total: total}
 	if f, ok := w.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 && os.Getenv("CI") == "" {
 			p.tty = true
 		}
 	}
