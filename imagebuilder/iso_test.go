@@ -75,6 +75,7 @@ func TestISOStructure(t *testing.T) {
 	if !strings.Contains(listing, "BOOTX64  EFI") {
 		t.Errorf("mdir: no BOOTX64.EFI:\n%s", listing)
 	}
+	run(t, testenv.Tool(t, "fsck.fat"), "-n", esp) // exits non-zero on any inconsistency
 	minfo := run(t, testenv.Tool(t, "minfo"), "-i", esp, "::")
 	if !strings.Contains(minfo, "FAT12") {
 		t.Errorf("minfo: not FAT12:\n%s", minfo)
@@ -168,6 +169,7 @@ func TestESPScriptMode(t *testing.T) {
 		t.Errorf("mode %q", a.Mode)
 	}
 	esp := extractESP(t, dir, writeFile(t, dir, "a.iso", img1))
+	run(t, testenv.Tool(t, "fsck.fat"), "-n", esp) // long names, two directories
 	mcopy := testenv.Tool(t, "mcopy")
 	script, sig, efi := filepath.Join(dir, "host.ipxe"), filepath.Join(dir, "host.ipxe.sig"), filepath.Join(dir, "BOOTX64.EFI")
 	run(t, mcopy, "-i", esp, "::/EFI/BOOT/host.ipxe", script)
