@@ -92,7 +92,7 @@ func (s *Server) bootScript(c *gin.Context) {
 	cb, cbHash := token.New()
 	var script []byte
 	var served host.Action
-	_, err = s.store.UpdateHost(ctx, name, func(h *host.Host) ([]host.Record, error) {
+	after, err := s.store.UpdateHost(ctx, name, func(h *host.Host) ([]host.Record, error) {
 		plan := host.PlanBoot(*h, s.now(), s.opt.Policy) // re-plan on the locked row
 		if plan.Event == "" {
 			return nil, errNoop
@@ -139,6 +139,7 @@ func (s *Server) bootScript(c *gin.Context) {
 		s.metrics.boot(string(served))
 		s.log.Info("boot: served", "host", name, "action", served, "request_id", requestID(c))
 		ipxe(c, script)
+		s.afterTransition(after) // flip on serve: eject the virtual media
 	}
 }
 
@@ -350,6 +351,7 @@ func (s *Server) callback(c *gin.Context) {
 		s.metrics.callback(string(body.Event))
 		s.log.Info("callback", "host", name, "event", body.Event, "state", h.State, "request_id", requestID(c))
 		c.JSON(http.StatusOK, gin.H{"status": "recorded", "state": h.State})
+		s.afterTransition(h) // ready: eject the virtual media, clear the boot override
 	}
 }
 

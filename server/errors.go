@@ -1,12 +1,14 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/redfish"
 )
 
 // errorBody is every error answer of the admin API.
@@ -29,6 +31,10 @@ func status(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, host.ErrForbidden), errors.Is(err, host.ErrStaleToken):
 		return http.StatusForbidden
+	case errors.As(err, new(errNotConfigured)):
+		return http.StatusNotImplemented
+	case errors.As(err, new(*redfish.Error)), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusBadGateway // the BMC failed; its answer is in the message
 	default:
 		return http.StatusInternalServerError
 	}

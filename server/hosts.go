@@ -255,6 +255,7 @@ type actionBody struct {
 	Profile     string `json:"profile"`      // reimage/clean: switch profile first
 	Reason      string `json:"reason"`       // for the audit trail
 	ThenInstall bool   `json:"then_install"` // clean: reimage after a successful clean
+	Via         string `json:"via"`          // reimage/clean: "redfish" inserts the ISO and restarts (bmc.go)
 }
 
 // hostAction applies an admin lifecycle event.
@@ -283,6 +284,16 @@ func (s *Server) hostAction(e host.Event) gin.HandlerFunc {
 				return
 			}
 		}
+		if body.Via != "" {
+			if e != host.EventReimage && e != host.EventClean {
+				s.fail(c, host.Invalid("via", "only reimage and clean go via a BMC"))
+				return
+			}
+			if err := s.checkVia(c.Request.Context(), c.Param("name"), body.Via); err != nil {
+				s.fail(c, err)
+				return
+			}
+		}
 		h, err := s.store.UpdateHost(c.Request.Context(), c.Param("name"), func(h *host.Host) ([]host.Record, error) {
 			if body.Profile != "" {
 				h.Profile = body.Profile
@@ -302,6 +313,10 @@ func (s *Server) hostAction(e host.Event) gin.HandlerFunc {
 			return
 		}
 		s.log.Info("host action", "host", h.Name, "event", e, "state", h.State, "actor", actor(c), "request_id", requestID(c))
+		if body.Via != "" {
+			s.viaRedfish(c, h, body.Reason)
+			return
+		}
 		c.JSON(http.StatusOK, h)
 	}
 }
@@ -313,25 +328,13 @@ func (s *Server) hostISO(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusNotImplemented, errorBody{Error: "this server has no ISO builder configured"})
 		return
 	}
-	ctx := c.Request.Context()
-	h, err := s.store.GetHost(ctx, c.Param("name"))
+	name := c.Param("name")
+	data, err := s.buildISO(c.Request.Context(), name, s.record(c, name, "token-rotate", "ISO built; the old boot token stops working"))
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	plain, hash := token.New()
 	var buf isoBuffer
-	if err := s.opt.ISO(&buf, h, plain); err != nil {
-		s.fail(c, fmt.Errorf("build ISO for %s: %w", h.Name, err))
-		return
-	}
-	_, err = s.store.UpdateHost(ctx, h.Name, func(h *host.Host) ([]host.Record, error) {
-		h.TokenHash = hash
-		return []host.Record{s.record(c, h.Name, "token-rotate", "ISO built; the old boot token stops working")}, nil
-	})
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	buf.serve(c, h.Name+".iso")
+	buf.Write(data)
+	buf.serve(c, name+".iso")
 }

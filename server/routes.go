@@ -36,6 +36,7 @@ func (s *Server) routes() *gin.Engine {
 	s.hostRoutes(api)
 	s.profileRoutes(api)
 	s.imageRoutes(e, api)
+	s.bmcRoutes(e, api)
 	return e
 }
 

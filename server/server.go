@@ -21,6 +21,8 @@ import (
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/images"
 	"github.com/bootpilot/bootpilot/internal/pki"
+	"github.com/bootpilot/bootpilot/internal/redfish"
+	"github.com/bootpilot/bootpilot/internal/secretbox"
 	"github.com/bootpilot/bootpilot/internal/store"
 )
 
@@ -76,6 +78,16 @@ type Options struct {
 	Images       Images      // nil: no image cache (image profiles cannot boot)
 	Logger       *slog.Logger
 	Now          func() time.Time // time.Now
+
+	// Redfish virtual media (bmc.go). Without Secrets, BMC operations
+	// answer 501 saying how to configure a key.
+	Secrets            *secretbox.Keyring      // seals BMC passwords
+	BMCs               BMCStore                // nil: Store, when it implements BMCStore
+	MediaKey           []byte                  // HMAC key of media URLs, ≥ 32 bytes
+	MediaURL           string                  // base of media URLs, "http://10.0.0.5:8081"; "": ExternalURL
+	MediaTTL           time.Duration           // media URL lifetime; 0: install timeout + 1h
+	RedfishConcurrency int                     // BMC operations at once, all BMCs; 0: 50
+	RedfishEndpoint    func(*redfish.Endpoint) // optional tuning of every BMC endpoint (tests)
 }
 
 // Server serves the boot and admin APIs.
@@ -89,6 +101,7 @@ type Server struct {
 	engine  *gin.Engine
 	caPEM   string
 	caFP    string
+	rf      *redfishOps // BMC operations, media and bulk jobs (bmc.go)
 }
 
 // New builds a Server; templates are parsed here, once.
