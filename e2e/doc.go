@@ -1,0 +1,36 @@
+// Package e2e is bootpilot's firmware suite: it proves the whole product on
+// real UEFI firmware. Each scenario starts the real server binary
+// (`bootpilot serve`) on loopback with its own data directory, drives it
+// with the real CLI (`bootpilot host|profile|image …`), downloads a host's
+// ISO from the server and boots it in QEMU (TCG) + OVMF with a virtio disk;
+// the guest reaches the server only through QEMU's restricted user network
+// (restrict=on, one guestfwd to socat). The ISO's iPXE fetches its script
+// over HTTPS, and for deploys and cleans boots the Debian kernel with the
+// bootpilot-agent ramdisk built from this tree.
+//
+// The disks are GPT images built in Go whose EFI system partition holds a
+// "marker" program at EFI/BOOT/BOOTX64.EFI: the stock iPXE binary whose
+// embedded script only prints BOOTPILOT-DISK-MARKER-<X> and powers off.
+// Seeing a marker on the serial console proves the firmware booted that
+// disk; seeing the deployed image's marker proves the image landed.
+//
+// Scenarios (each asserts on the serial log and on the database through
+// `bootpilot host show -o json` and `bootpilot host events`):
+//
+//  1. ready host → localboot → the disk's marker boots.
+//  2. reimage with an image profile → the agent writes the image →
+//     installed → ready → the next boot runs the deployed disk's marker.
+//  3. clean (zero, metadata) → the disk file is zeroed where the method says
+//     → cleaned → ready.
+//  4. server stopped → stage 0 gives up within its bound → the disk boots.
+//  5. a server certificate from another CA → iPXE refuses it → the disk
+//     boots; no state change.
+//  6. deploys interrupted twice with --max-attempts 2 → attempt 2 is served,
+//     then failed → localboot, never a loop.
+//  7. Secure Boot with our db certificate enrolled: the signed ISO boots and
+//     deploys through the re-signed Debian kernel; unsigned and other-key
+//     ISOs are refused.
+//
+// Run with `go test ./e2e/` (or `make e2e`); components missing locally
+// skip, with CI=true they fail. Two scenarios run at a time.
+package e2e
