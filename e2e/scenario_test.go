@@ -136,3 +136,179 @@ func TestDeploy(t *testing.T) {
 	wantState(t, s, host.StateReady)
 	wantEvents(t, s, "token:admin:reimage:ready>reimage", "boot:serve:reimage>installing", "callback:installed:installing>ready")
 }
+
+// cleanDisk makes a 32 MiB marker disk whose space after the partitions
+// (10 MiB to 31 MiB) and free ESP clusters (4–7 MiB) hold non-zero bytes,
+// and returns it with a copy of its bytes.
+func cleanDisk(t *testing.T, dir string, efi []byte) (string, []byte) {
+	t.Helper()
+	const size = 32 << 20
+	p := newMarkerDisk(t, dir, "disk.img", size, efi)
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Leave the backup GPT (last 33 sectors) alone.
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xA5}, size-cidataEnd-(1<<20)), cidataEnd); err != nil {
+		t.Fatal(err)
+	}
+	// Free clusters in the middle of the ESP (its file fills about its
+	// first 2 MiB): data a metadata clean must not touch.
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0x5A}, 3<<20), 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, b
+}
+
+// nonZero returns the offset of the first non-zero byte of b, or -1.
+func nonZero(b []byte) int {
+	for i, c := range b {
+		if c != 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+func testClean(t *testing.T, method string) {
+	a := require(t, false)
+	scenario(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned", "--agent-after", "reboot")
+	s.agentProfiles(a.kernel, a.initrd, method, "")
+	s.addHost("")
+	disk, before := cleanDisk(t, dir, a.markerA)
+	iso := s.iso(dir)
+	s.cli("host", "clean", "node01", "--reason", "e2e clean "+method)
+	wantState(t, s, host.StateClean)
+
+	log := startVM(t, dir, "boot1-clean", iso, disk, port, bootOpts{}).finish(t, limitAgent)
+	mustContain(t, "clean", log, reStage0, `bootpilot: node01: clean agent-clean \(none\), attempt 1`,
+		`detail="/dev/vda `+method+`-cleaned and verified`, `msg="agent done" after=reboot`)
+	mustNotContain(t, "clean", log, `BOOTPILOT-DISK-MARKER`, `level=ERROR`)
+	h := wantState(t, s, host.StateReady)
+	if h.LastCallback != host.EventCleaned {
+		t.Errorf("after clean: last callback %q, want cleaned", h.LastCallback)
+	}
+	wantEvents(t, s, "token:admin:clean:ready>clean", "boot:serve:clean>cleaning", "callback:cleaned:cleaning>ready")
+
+	after, err := os.ReadFile(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("disk is %d bytes after the clean, was %d", len(after), len(before))
+	}
+	const mib = 1 << 20
+	switch method {
+	case "zero":
+		if i := nonZero(after); i >= 0 {
+			t.Errorf("zero clean: byte %d is %#x", i, after[i])
+		}
+	case "metadata":
+		// Zero: first and last MiB of the disk and of each partition
+		// (ESP 1–9 MiB, cidata 9–10 MiB). Untouched: everything else.
+		zero := [][2]int{{0, 2 * mib}, {8 * mib, 10 * mib}, {len(after) - mib, len(after)}}
+		for _, r := range zero {
+			if i := nonZero(after[r[0]:r[1]]); i >= 0 {
+				t.Errorf("metadata clean: byte %d (in %d–%d) is %#x", r[0]+i, r[0], r[1], after[r[0]+i])
+			}
+		}
+		for _, r := range [][2]int{{2 * mib, 8 * mib}, {10 * mib, len(after) - mib}} {
+			if !bytes.Equal(after[r[0]:r[1]], before[r[0]:r[1]]) {
+				t.Errorf("metadata clean changed bytes %d–%d, which are no metadata", r[0], r[1])
+			}
+		}
+	}
+}
+
+// TestCleanZero: clean with method zero → the whole disk reads as zeros →
+// cleaned → ready.
+func TestCleanZero(t *testing.T) { testClean(t, "zero") }
+
+// TestCleanMetadata: clean with method metadata → the partition tables and
+// the first and last MiB of the disk and of each partition are zero, the
+// rest is untouched → cleaned → ready.
+func TestCleanMetadata(t *testing.T) { testClean(t, "metadata") }
+
+// giveUp boots an ISO whose server cannot be used and checks that stage 0
+// retries 4 times, gives up and the firmware boots the disk. It returns the
+// log and the time from stage 0's start to its giving up.
+func giveUp(t *testing.T, dir, iso, disk string, port int) (string, time.Duration) {
+	t.Helper()
+	v := startVM(t, dir, "boot-giveup", iso, disk, port, bootOpts{})
+	v.waitFor(t, limitLocal, reStage0)
+	t0 := time.Now()
+	v.waitFor(t, limitLocal, reGiveUp)
+	took := time.Since(t0)
+	log := v.finish(t, limitLocal)
+	mustContain(t, "give up", log, `bootpilot: fetch 3/4 failed, retry in 8s`, reGiveUp, markerLine("A"))
+	mustNotContain(t, "give up", log, `fetch 4/4`, `booting the local disk`, `attempt \d`)
+	if n := strings.Count(log, "bootpilot: fetch "); n != 3 {
+		t.Errorf("%d retries, want 3 (4 tries)", n)
+	}
+	return log, took
+}
+
+// TestServerDown: the server is stopped; the ISO's stage 0 gives up after
+// its bounded retries and the disk boots; the host's state is unchanged.
+func TestServerDown(t *testing.T) {
+	a := require(t, false)
+	scenario(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned")
+	s.addHost("")
+	disk := newMarkerDisk(t, dir, "disk.img", diskSize, a.markerA)
+	iso := s.iso(dir)
+	s.stop()
+
+	log, took := giveUp(t, dir, iso, disk, port)
+	t.Logf("server down: stage 0 gave up %.1fs after it started", took.Seconds())
+	mustContain(t, "server down", log, `Connection reset|Connection refused|Connection timed out|https://ipxe\.org/[0-9a-f]{8}`)
+
+	s.restart()
+	h := wantState(t, s, host.StateReady)
+	if !h.Inventory.SeenAt.IsZero() {
+		t.Errorf("inventory recorded while the server was down: %+v", h.Inventory)
+	}
+	wantEvents(t, s)
+}
+
+// TestForeignCA: another server (another CA) answers on the address the
+// ISO knows; iPXE refuses its certificate, stage 0 gives up and the disk
+// boots; the host's state is unchanged.
+func TestForeignCA(t *testing.T) {
+	a := require(t, false)
+	scenario(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned")
+	s.addHost("")
+	disk := newMarkerDisk(t, dir, "disk.img", diskSize, a.markerA)
+	iso := s.iso(dir)
+	s.stop()
+	other := startServer(t, filepath.Join(dir, "other-data"), port, "--iso-unsigned")
+	other.addHost("") // the same host and MAC: only the certificate differs
+
+	log, took := giveUp(t, dir, iso, disk, port)
+	t.Logf("foreign CA: stage 0 gave up %.1fs after it started", took.Seconds())
+	mustContain(t, "foreign CA", log, `https://ipxe\.org/[0-9a-f]{8}`)
+	if h := other.show(); !h.Inventory.SeenAt.IsZero() {
+		t.Errorf("the foreign server saw the host: %+v", h.Inventory)
+	}
+	other.stop()
+
+	s.restart()
+	h := wantState(t, s, host.StateReady)
+	if !h.Inventory.SeenAt.IsZero() {
+		t.Errorf("inventory recorded although iPXE refused the server: %+v", h.Inventory)
+	}
+	wantEvents(t, s)
+}
