@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -311,4 +312,51 @@ func TestForeignCA(t *testing.T) {
 		t.Errorf("inventory recorded although iPXE refused the server: %+v", h.Inventory)
 	}
 	wantEvents(t, s)
+}
+
+// TestInterrupted: with --max-attempts 2, a deploy killed while the agent
+// writes is served again as attempt 2; when that one is killed too, the
+// next boot marks the host failed and boots the disk, once, with no loop.
+func TestInterrupted(t *testing.T) {
+	a := require(t, false)
+	scenario(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned", "--max-attempts", "2")
+	// A raw 128 MiB image takes the agent long enough to download that the
+	// kill lands mid-write. It has disk A's layout, so a partial write
+	// leaves a disk that boots marker A or marker B.
+	const big = 128 << 20
+	s.agentProfiles(a.kernel, a.initrd, "zero", newMarkerDisk(t, dir, "image-b.raw", big, a.markerB))
+	s.addHost("deploy")
+	disk := newMarkerDisk(t, dir, "disk.img", big, a.markerA)
+	iso := s.iso(dir)
+	s.cli("host", "reimage", "node01")
+
+	for attempt := 1; attempt <= 2; attempt++ {
+		v := startVM(t, dir, fmt.Sprintf("boot%d-killed", attempt), iso, disk, port, bootOpts{})
+		v.waitFor(t, limitAgent, fmt.Sprintf(`bootpilot: node01: deploy deploy \(image\), attempt %d`, attempt))
+		v.waitFor(t, limitAgent, `detail="writing raw image`)
+		log := v.stopNow(t)
+		mustNotContain(t, "interrupted deploy", log, `msg="agent done"`, `BOOTPILOT-DISK-MARKER`)
+		h := wantState(t, s, host.StateInstalling)
+		if h.Attempt != attempt || h.LastCallback != "" {
+			t.Fatalf("after kill %d: attempt %d, last callback %q; want attempt %d, none", attempt, h.Attempt, h.LastCallback, attempt)
+		}
+	}
+
+	log := startVM(t, dir, "boot3-failed", iso, disk, port, bootOpts{}).finish(t, limitLocal)
+	mustContain(t, "after max attempts", log, reStage0, `bootpilot: booting the local disk`, `BOOTPILOT-DISK-MARKER-[AB]`)
+	mustNotContain(t, "after max attempts", log, `attempt \d`, reGiveUp)
+	if n := strings.Count(log, "bootpilot stage 0: node01"); n != 1 {
+		t.Errorf("stage 0 ran %d times in one power-on, want 1", n)
+	}
+	wantState(t, s, host.StateFailed)
+	wantEvents(t, s, "token:admin:reimage:ready>reimage", "boot:serve:reimage>installing",
+		"boot:serve:installing>installing", "boot:exhausted:installing>failed")
+
+	// A failed host keeps booting its disk.
+	log = startVM(t, dir, "boot4-failed", iso, disk, port, bootOpts{}).finish(t, limitLocal)
+	mustContain(t, "failed host", log, `bootpilot: booting the local disk`, `BOOTPILOT-DISK-MARKER-[AB]`)
+	wantState(t, s, host.StateFailed)
 }
