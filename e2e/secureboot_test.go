@@ -1,0 +1,173 @@
+package e2e_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bootpilot/bootpilot/imagebuilder"
+	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/qemutest"
+	"github.com/bootpilot/bootpilot/internal/testenv"
+)
+
+// newDBKey makes a self-signed RSA-2048 Secure Boot db key and certificate.
+func newDBKey(t *testing.T, cn string) *imagebuilder.Signer {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-24 * time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &imagebuilder.Signer{Key: key, Cert: cert}
+}
+
+// writeSigner writes s as PEM key and certificate files into dir.
+func writeSigner(t *testing.T, dir string, s *imagebuilder.Signer) (keyFile, certFile string) {
+	t.Helper()
+	k := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(s.Key.(*rsa.PrivateKey))})
+	c := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Cert.Raw})
+	return writeFile(t, dir, "db.key", k), writeFile(t, dir, "db.pem", c)
+}
+
+// resignKernel copies the Debian kernel, removes Debian's signature
+// (sbattach --remove) and signs it with s.
+func resignKernel(t *testing.T, dir, kernel string, s *imagebuilder.Signer) string {
+	t.Helper()
+	sbattach := testenv.Tool(t, "sbattach")
+	raw, err := os.ReadFile(kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := writeFile(t, dir, "vmlinuz-unsigned", raw)
+	if out, err := exec.Command(sbattach, "--remove", p).CombinedOutput(); err != nil {
+		t.Fatalf("sbattach --remove: %v\n%s", err, out)
+	}
+	unsigned, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := signEFI(unsigned, s.Key, s.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, dir, "vmlinuz-signed", signed)
+}
+
+// foreignISO builds node01's ISO in-process for the server's CA: unsigned
+// when signer is nil, else signed by signer.
+func foreignISO(t *testing.T, dir, name string, s *server, signer *imagebuilder.Signer) string {
+	t.Helper()
+	caPEM, err := os.ReadFile(filepath.Join(s.dataDir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(caPEM)
+	ca, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := imagebuilder.NewBuilder(imagebuilder.Config{ServerURL: "https://10.0.2.100:8443", CACert: ca,
+		Signer: signer, Unsigned: signer == nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := b.Build(&buf, s.show(), "0123456789abcdef0123456789abcdef"); err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, dir, name, buf.Bytes())
+}
+
+// TestSecureBoot: OVMF's Secure Boot firmware with our db certificate
+// enrolled. ISOs without a signature or signed by another key are refused
+// and the (signed) disk boots instead, with no state change; the server's
+// signed ISO boots, chains the agent kernel re-signed by our key, and the
+// deploy lands: the next boot runs the deployed, signed marker.
+func TestSecureBoot(t *testing.T) {
+	a := require(t, true)
+	scenario(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	db := newDBKey(t, "bootpilot e2e db")
+	keyFile, certFile := writeSigner(t, dir, db)
+	stock, err := os.ReadFile(qemutest.OVMFVarsMS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars, err := qemutest.EnrollDB(stock, db.Cert.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := bootOpts{secureBoot: true, vars: vars}
+	markerA, err := markerEFI("A", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	markerB, err := markerEFI("B", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := resignKernel(t, dir, a.kernel, db)
+
+	s := startServer(t, filepath.Join(dir, "data"), port, "--db-key", keyFile, "--db-cert", certFile, "--agent-after", "reboot")
+	imgB := filepath.Join(dir, "image-b.raw.zst")
+	zstdFile(t, newMarkerDisk(t, dir, "image-b.raw", diskSize, markerB), imgB)
+	s.agentProfiles(kernel, a.initrd, "zero", imgB)
+	s.addHost("deploy")
+	disk := newMarkerDisk(t, dir, "disk.img", diskSize, markerA)
+	s.cli("host", "reimage", "node01", "--reason", "e2e secure boot")
+
+	refused := `failed to (load|start) Boot0001 "UEFI QEMU DVD-ROM[^\n]*Access Denied`
+	for _, c := range []struct {
+		name   string
+		signer *imagebuilder.Signer
+	}{{"unsigned", nil}, {"other-key", newDBKey(t, "someone else's db key")}} {
+		iso := foreignISO(t, dir, c.name+".iso", s, c.signer)
+		log := startVM(t, dir, "boot-"+c.name, iso, disk, port, sb).finish(t, limitLocal)
+		mustContain(t, c.name+" ISO", log, refused, markerLine("A"))
+		mustNotContain(t, c.name+" ISO", log, `bootpilot stage 0`)
+		if n := strings.Count(log, "iPXE initialising"); n != 1 {
+			t.Errorf("%s ISO: iPXE started %d times, want once (the disk's marker)", c.name, n)
+		}
+		wantState(t, s, host.StateReimage)
+	}
+
+	iso := s.iso(dir)
+	log := startVM(t, dir, "boot-signed-deploy", iso, disk, port, sb).finish(t, limitAgent)
+	mustContain(t, "signed ISO", log, reStage0, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
+		`detail="writing zstd image`, `msg="agent done" after=reboot`)
+	mustNotContain(t, "signed ISO", log, `Access Denied`, `BOOTPILOT-DISK-MARKER`, `level=ERROR`)
+	h := wantState(t, s, host.StateReady)
+	if h.LastCallback != host.EventInstalled {
+		t.Errorf("after deploy: last callback %q, want installed", h.LastCallback)
+	}
+	checkDeployed(t, disk, markerB)
+
+	log = startVM(t, dir, "boot-signed-local", iso, disk, port, sb).finish(t, limitLocal)
+	mustContain(t, "signed ISO, localboot", log, reStage0, `bootpilot: booting the local disk`, markerLine("B"))
+	mustNotContain(t, "signed ISO, localboot", log, `Access Denied`)
+	wantEvents(t, s, "token:admin:reimage:ready>reimage", "boot:serve:reimage>installing", "callback:installed:installing>ready")
+}
