@@ -42,6 +42,7 @@ func newHostCmd() *cobra.Command {
 				return c.Retry(cmd.Context(), name)
 			}),
 		newHostTokenCmd(f), newHostEventsCmd(f), newHostImportCmd(f), newHostISOCmd(f),
+		newHostMediaCmd(f), newHostPowerCmd(f),
 	)
 	return cmd
 }
@@ -381,14 +382,28 @@ func cliPrintTransition(f *clientFlags, out io.Writer, h host.Host) error {
 
 func newHostReimageCmd(f *clientFlags) *cobra.Command {
 	var o client.ReimageOptions
+	var v viaFlags
 	cmd := &cobra.Command{
-		Use:   "reimage NAME [--profile P] [--reason R]",
-		Short: "Install the host's profile on its next boot",
-		Args:  cobra.ExactArgs(1),
+		Use:   "reimage NAME… [--profile P] [--reason R] [--via redfish] | --all --profile P --via redfish",
+		Short: "Install the host's profile on its next boot (now, with --via redfish)",
+		Args:  v.args,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
 			if err != nil {
 				return err
+			}
+			if v.all || len(args) > 1 {
+				return v.bulk(cmd, f, c, "reimage", args, o.Profile, o.Reason)
+			}
+			if v.via != "" {
+				r, err := c.ReimageVia(cmd.Context(), args[0], v.via, o)
+				if err != nil {
+					return fmt.Errorf("host reimage %s: %w", args[0], err)
+				}
+				if err := cliPrintTransition(f, cmd.OutOrStdout(), r.Host); err != nil {
+					return err
+				}
+				return cliPrintMedia(f, cmd.OutOrStdout(), r.Redfish)
 			}
 			h, err := c.Reimage(cmd.Context(), args[0], o)
 			if err != nil {
@@ -397,21 +412,39 @@ func newHostReimageCmd(f *clientFlags) *cobra.Command {
 			return cliPrintTransition(f, cmd.OutOrStdout(), h)
 		},
 	}
-	cmd.Flags().StringVar(&o.Profile, "profile", "", "install this profile (and make it the host's profile)")
+	cmd.Flags().StringVar(&o.Profile, "profile", "", "install this profile (and make it the host's profile); with --all: hosts with this profile")
 	cmd.Flags().StringVar(&o.Reason, "reason", "", "reason, recorded in the audit log")
+	v.register(cmd)
 	return cmd
 }
 
 func newHostCleanCmd(f *clientFlags) *cobra.Command {
 	var o client.CleanOptions
+	var v viaFlags
 	cmd := &cobra.Command{
-		Use:   "clean NAME [--then-install] [--profile P] [--reason R]",
-		Short: "Wipe the host's disks on its next boot",
-		Args:  cobra.ExactArgs(1),
+		Use:   "clean NAME… [--then-install] [--profile P] [--reason R] [--via redfish]",
+		Short: "Wipe the host's disks on its next boot (now, with --via redfish)",
+		Args:  v.args,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
 			if err != nil {
 				return err
+			}
+			if v.all || len(args) > 1 {
+				if o.ThenInstall {
+					return fmt.Errorf("host clean: --then-install is not available for bulk jobs")
+				}
+				return v.bulk(cmd, f, c, "clean", args, o.Profile, o.Reason)
+			}
+			if v.via != "" {
+				r, err := c.CleanVia(cmd.Context(), args[0], v.via, o)
+				if err != nil {
+					return fmt.Errorf("host clean %s: %w", args[0], err)
+				}
+				if err := cliPrintTransition(f, cmd.OutOrStdout(), r.Host); err != nil {
+					return err
+				}
+				return cliPrintMedia(f, cmd.OutOrStdout(), r.Redfish)
 			}
 			h, err := c.Clean(cmd.Context(), args[0], o)
 			if err != nil {
@@ -421,8 +454,9 @@ func newHostCleanCmd(f *clientFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&o.ThenInstall, "then-install", false, "install the host's profile after a successful clean")
-	cmd.Flags().StringVar(&o.Profile, "profile", "", "profile to install afterwards (with --then-install)")
+	cmd.Flags().StringVar(&o.Profile, "profile", "", "profile to install afterwards (with --then-install); with --all: hosts with this profile")
 	cmd.Flags().StringVar(&o.Reason, "reason", "", "reason, recorded in the audit log")
+	v.register(cmd)
 	return cmd
 }
 

@@ -40,6 +40,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newHostCmd(), newProfileCmd(), newISOCmd(),
-		newAgentCmd(), newBMCCmd(), newImageCmd(), newVersionCmd())
+		newAgentCmd(), newBMCCmd(), newSecretKeyCmd(), newImageCmd(), newVersionCmd())
 	return root
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/images"
 	"github.com/bootpilot/bootpilot/internal/pki"
+	"github.com/bootpilot/bootpilot/internal/secretbox"
 	"github.com/bootpilot/bootpilot/internal/store"
 	"github.com/bootpilot/bootpilot/internal/token"
 	"github.com/bootpilot/bootpilot/server"
@@ -84,13 +86,25 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Options{
+	opt := server.Options{
 		Store: db, PKI: bundle, ExternalURL: cfg.ExternalURL, Policy: cfg.Policy(),
 		CleanProfile: cfg.CleanProfile, HoldSeconds: cfg.HoldSeconds, AgentAfter: cfg.AgentAfter,
 		ISO: iso, Images: cache, Logger: log,
-	})
+		MediaURL: cfg.MediaURL, MediaTTL: cfg.MediaTTL, RedfishConcurrency: cfg.RedfishConcurrency,
+	}
+	mediaLn, err := redfishOptions(cfg, &opt)
 	if err != nil {
 		return err
+	}
+	if mediaLn != nil {
+		defer mediaLn.Close()
+	}
+	srv, err := server.New(opt)
+	if err != nil {
+		return err
+	}
+	if mediaLn != nil {
+		go serveMedia(ctx, mediaLn, srv, log)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -104,6 +118,48 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 	err = srv.Serve(ctx, ln)
 	log.Info("bootpilot stopped")
 	return err
+}
+
+// redfishOptions loads the secret key (BMC passwords, media URL key) into
+// o and opens the plain-HTTP media listener, if configured.
+func redfishOptions(cfg config.Config, o *server.Options) (net.Listener, error) {
+	if cfg.SecretKeyFile == "" {
+		return nil, nil
+	}
+	key, err := secretbox.LoadKeyFile(cfg.SecretKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--secret-key-file: %w", err)
+	}
+	if o.MediaKey, err = secretbox.DeriveFromFile(cfg.SecretKeyFile, "media-url"); err != nil {
+		return nil, fmt.Errorf("--secret-key-file: %w", err)
+	}
+	o.Secrets = secretbox.NewKeyring(key)
+	if cfg.MediaListen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.MediaListen)
+	if err != nil {
+		return nil, fmt.Errorf("--media-listen: %w", err)
+	}
+	if o.MediaURL == "" {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		o.MediaURL = "http://" + net.JoinHostPort(cfg.ExternalHost(), port)
+	}
+	return ln, nil
+}
+
+// serveMedia serves media URLs over plain HTTP on ln until ctx ends.
+func serveMedia(ctx context.Context, ln net.Listener, srv *server.Server, log *slog.Logger) {
+	hs := &http.Server{Handler: srv.MediaHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go func() {
+		<-ctx.Done()
+		hs.Close()
+	}()
+	log.Info("media listener (plain HTTP, signed URLs only)", "listen", ln.Addr().String())
+	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("media listener stopped", "err", err)
+	}
 }
 
 // isoBuilder returns the builder behind GET /api/v1/hosts/{name}/iso: signed

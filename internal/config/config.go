@@ -33,6 +33,12 @@ type Config struct {
 	DBKey          string        // Secure Boot db key (PEM) that signs ISOs served by the API
 	DBCert         string        // its certificate (PEM)
 	ISOUnsigned    bool          // serve unsigned ISOs when no db key is configured
+
+	SecretKeyFile      string        // key that seals BMC passwords (bootpilot secret-key init FILE)
+	MediaListen        string        // "" or ":8081": plain-HTTP listener for media URLs only
+	MediaURL           string        // base URL BMCs fetch media from; default from --media-listen or --external-url
+	MediaTTL           time.Duration // lifetime of a media URL; 0: install timeout + 1h
+	RedfishConcurrency int           // BMC operations at once across all BMCs
 }
 
 // Default returns the defaults: the server runs with no flags at all.
@@ -48,6 +54,8 @@ func Default() Config {
 		AgentAfter:     "reboot",
 		LogLevel:       "info",
 		LogFormat:      "text",
+
+		RedfishConcurrency: 50,
 	}
 }
 
@@ -68,6 +76,11 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DBKey, "db-key", c.DBKey, "Secure Boot db key (RSA, PEM) that signs the ISOs GET /api/v1/hosts/{name}/iso builds")
 	fs.StringVar(&c.DBCert, "db-cert", c.DBCert, "certificate (PEM) of --db-key")
 	fs.BoolVar(&c.ISOUnsigned, "iso-unsigned", c.ISOUnsigned, "let GET /api/v1/hosts/{name}/iso build unsigned ISOs (no --db-key)")
+	fs.StringVar(&c.SecretKeyFile, "secret-key-file", c.SecretKeyFile, "key file (mode 0600) that encrypts BMC passwords; make one with `bootpilot secret-key init FILE`")
+	fs.StringVar(&c.MediaListen, "media-listen", c.MediaListen, "also serve signed media URLs (/media/v1/) over plain HTTP on this address, for BMCs that cannot trust a private CA")
+	fs.StringVar(&c.MediaURL, "media-url", c.MediaURL, "base URL BMCs fetch media from (default http://<external host>:<media-listen port>, or --external-url)")
+	fs.DurationVar(&c.MediaTTL, "media-ttl", c.MediaTTL, "lifetime of a media URL (default: install timeout + 1h)")
+	fs.IntVar(&c.RedfishConcurrency, "redfish-concurrency", c.RedfishConcurrency, "BMC operations at once across all BMCs (one at a time per BMC)")
 }
 
 // EnvOverlay sets every flag not given on the command line from its
@@ -149,6 +162,28 @@ func (c *Config) Validate() error {
 	}
 	if c.DBKey != "" && c.ISOUnsigned {
 		return fmt.Errorf("--iso-unsigned contradicts --db-key")
+	}
+	if c.RedfishConcurrency < 1 || c.RedfishConcurrency > 10000 {
+		return fmt.Errorf("--redfish-concurrency %d must be 1-10000", c.RedfishConcurrency)
+	}
+	if c.MediaTTL < 0 {
+		return fmt.Errorf("--media-ttl must not be negative")
+	}
+	if c.MediaListen != "" {
+		_, mport, err := net.SplitHostPort(c.MediaListen)
+		if err != nil {
+			return fmt.Errorf("--media-listen %q: %w", c.MediaListen, err)
+		}
+		if c.MediaURL == "" && mport != "0" {
+			c.MediaURL = "http://" + net.JoinHostPort(c.ExternalHost(), mport)
+		}
+	}
+	if c.MediaURL != "" {
+		c.MediaURL = strings.TrimRight(c.MediaURL, "/")
+		u, err := url.Parse(c.MediaURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("--media-url %q must be http(s)://HOST[:PORT] with no path", c.MediaURL)
+		}
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q must be text or json", c.LogFormat)

@@ -14,14 +14,14 @@ import (
 // as the opaque sealed text the caller gives it (secretbox); it never sees
 // the plain password.
 type BMC struct {
-	Host           string    `json:"host"`            // "node01"
-	URL            string    `json:"url"`             // "https://10.0.0.10"
-	Username       string    `json:"username"`        // "admin"
-	SealedPassword string    `json:"-"`               // "sb1.<key id>.<…>"; never rendered
+	Host           string    `json:"host"`             // "node01"
+	URL            string    `json:"url"`              // "https://10.0.0.10"
+	Username       string    `json:"username"`         // "admin"
+	SealedPassword string    `json:"-"`                // "sb1.<key id>.<…>"; never rendered
 	CAPEM          string    `json:"ca_pem,omitempty"` // PEM CA bundle for this BMC
-	Insecure       bool      `json:"insecure"`        // skip TLS verification (audited)
-	Session        bool      `json:"session"`         // Redfish session instead of basic auth
-	MediaInserted  bool      `json:"media_inserted"`  // bootpilot inserted the host's ISO and has not ejected it
+	Insecure       bool      `json:"insecure"`         // skip TLS verification (audited)
+	Session        bool      `json:"session"`          // Redfish session instead of basic auth
+	MediaInserted  bool      `json:"media_inserted"`   // bootpilot inserted the host's ISO and has not ejected it
 	MediaSince     time.Time `json:"media_since,omitzero"`
 	UpdatedAt      time.Time `json:"updated_at"`
 }

@@ -1,0 +1,190 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/bootpilot/bootpilot/internal/host"
+)
+
+// BMCSettings is what SetBMC sends. The password travels once, over HTTPS,
+// and is stored only encrypted; an empty Password keeps the stored one.
+type BMCSettings struct {
+	URL      string `json:"url"`                // "https://10.0.0.10"
+	Username string `json:"username"`           // "admin"
+	Password string `json:"password,omitempty"` // never printed
+	CAPEM    string `json:"ca_pem,omitempty"`   // PEM CA bundle of the BMC's certificate
+	Insecure bool   `json:"insecure,omitempty"` // skip TLS verification (audited)
+	Session  bool   `json:"session,omitempty"`  // Redfish session instead of basic auth
+}
+
+// BMC is what the server shows of a host's BMC: never the password.
+type BMC struct {
+	Host          string    `json:"host"`
+	URL           string    `json:"url"`
+	Username      string    `json:"username"`
+	HasPassword   bool      `json:"has_password"`
+	HasCA         bool      `json:"has_ca"`
+	Insecure      bool      `json:"insecure"`
+	Session       bool      `json:"session"`
+	MediaInserted bool      `json:"media_inserted"`
+	MediaSince    time.Time `json:"media_since,omitzero"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// BMCMedia is the state of a BMC's CD/DVD virtual media slot.
+type BMCMedia struct {
+	Slot         string   `json:"slot"`
+	MediaTypes   []string `json:"media_types"`
+	Inserted     bool     `json:"inserted"`
+	Image        string   `json:"image,omitempty"` // without the URL's signature
+	InsertAction bool     `json:"insert_action"`
+}
+
+// BMCTest is the answer of TestBMC.
+type BMCTest struct {
+	BMC        string `json:"bmc"`
+	PowerState string `json:"power_state"`
+	SecureBoot *bool  `json:"secure_boot"`
+	Boot       struct {
+		Target  string `json:"target"`
+		Enabled string `json:"enabled"`
+		Mode    string `json:"mode,omitempty"`
+	} `json:"boot"`
+	Media *BMCMedia `json:"media,omitempty"`
+}
+
+// MediaResult is the answer of InsertMedia and of the Redfish part of
+// reimage/clean via redfish.
+type MediaResult struct {
+	Host       string    `json:"host"`
+	Expires    time.Time `json:"media_expires"`
+	Media      *BMCMedia `json:"media,omitempty"`
+	PowerState string    `json:"power_state,omitempty"`
+}
+
+// SetBMC sets host name's BMC endpoint and credentials.
+func (c *Client) SetBMC(ctx context.Context, name string, s BMCSettings) (BMC, error) {
+	var out BMC
+	err := c.do(ctx, http.MethodPut, hostPath(name, "bmc"), nil, s, &out)
+	return out, err
+}
+
+// GetBMC returns host name's BMC; host.ErrNotFound when it has none.
+func (c *Client) GetBMC(ctx context.Context, name string) (BMC, error) {
+	var out BMC
+	err := c.do(ctx, http.MethodGet, hostPath(name, "bmc"), nil, nil, &out)
+	return out, err
+}
+
+// DeleteBMC forgets host name's BMC.
+func (c *Client) DeleteBMC(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, hostPath(name, "bmc"), nil, nil, nil)
+}
+
+// TestBMC connects to host name's BMC and reads power, boot, Secure Boot
+// and virtual media state.
+func (c *Client) TestBMC(ctx context.Context, name string) (BMCTest, error) {
+	var out BMCTest
+	err := c.do(ctx, http.MethodPost, hostPath(name, "bmc", "test"), nil, nil, &out)
+	return out, err
+}
+
+// InsertMedia builds host name's ISO (rotating its boot token) and inserts
+// it as virtual media.
+func (c *Client) InsertMedia(ctx context.Context, name, reason string) (MediaResult, error) {
+	var out MediaResult
+	err := c.do(ctx, http.MethodPost, hostPath(name, "media", "insert"), nil, map[string]string{"reason": reason}, &out)
+	return out, err
+}
+
+// EjectMedia ejects host name's virtual media.
+func (c *Client) EjectMedia(ctx context.Context, name, reason string) error {
+	return c.do(ctx, http.MethodPost, hostPath(name, "media", "eject"), nil, map[string]string{"reason": reason}, nil)
+}
+
+// Power runs a power action ("on", "off", "restart" or "status") through
+// host name's BMC and returns the power state after it.
+func (c *Client) Power(ctx context.Context, name, action, reason string) (string, error) {
+	var out struct {
+		PowerState string `json:"power_state"`
+	}
+	err := c.do(ctx, http.MethodPost, hostPath(name, "power"), nil, map[string]string{"action": action, "reason": reason}, &out)
+	return out.PowerState, err
+}
+
+// ViaResult is the answer of a reimage or clean via redfish.
+type ViaResult struct {
+	Host    host.Host   `json:"host"`
+	Redfish MediaResult `json:"redfish"`
+}
+
+// ReimageVia flags host name for reimage and, via "redfish", inserts its ISO,
+// sets a one-time UEFI boot override to the CD and restarts it.
+func (c *Client) ReimageVia(ctx context.Context, name, via string, o ReimageOptions) (ViaResult, error) {
+	var out ViaResult
+	body := struct {
+		ReimageOptions
+		Via string `json:"via"`
+	}{o, via}
+	err := c.do(ctx, http.MethodPost, hostPath(name, "reimage"), nil, body, &out)
+	return out, err
+}
+
+// CleanVia is ReimageVia for a clean.
+func (c *Client) CleanVia(ctx context.Context, name, via string, o CleanOptions) (ViaResult, error) {
+	var out ViaResult
+	body := struct {
+		CleanOptions
+		Via string `json:"via"`
+	}{o, via}
+	err := c.do(ctx, http.MethodPost, hostPath(name, "clean"), nil, body, &out)
+	return out, err
+}
+
+// Selector picks hosts for a bulk job: Names, or Profile and/or State.
+type Selector struct {
+	Names   []string   `json:"names,omitempty"`
+	Profile string     `json:"profile,omitempty"`
+	State   host.State `json:"state,omitempty"`
+}
+
+// Job is a bulk job and its hosts' progress.
+type Job struct {
+	ID       string         `json:"id"`
+	Action   string         `json:"action"`
+	Via      string         `json:"via"`
+	Actor    string         `json:"actor"`
+	Created  time.Time      `json:"created"`
+	Finished time.Time      `json:"finished,omitzero"`
+	Counts   map[string]int `json:"counts"`
+	Hosts    []JobHost      `json:"hosts"`
+}
+
+// JobHost is one host of a Job: queued, running, done or failed.
+type JobHost struct {
+	Host     string    `json:"host"`
+	BMC      string    `json:"bmc,omitempty"`
+	Status   string    `json:"status"`
+	Error    string    `json:"error,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+}
+
+// Bulk starts a bulk "reimage" or "clean" via "redfish" of the hosts sel
+// picks; the server queues it (one operation per BMC, a global limit).
+func (c *Client) Bulk(ctx context.Context, action, via string, sel Selector, reason string) (Job, error) {
+	var out Job
+	body := map[string]any{"selector": sel, "via": via, "reason": reason}
+	err := c.do(ctx, http.MethodPost, "/api/v1/bulk/"+url.PathEscape(action), nil, body, &out)
+	return out, err
+}
+
+// Job returns a bulk job's progress.
+func (c *Client) Job(ctx context.Context, id string) (Job, error) {
+	var out Job
+	err := c.do(ctx, http.MethodGet, "/api/v1/jobs/"+url.PathEscape(id), nil, nil, &out)
+	return out, err
+}
