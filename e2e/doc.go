@@ -27,10 +27,15 @@
 //     boots; no state change.
 //  6. deploys interrupted twice with --max-attempts 2 → attempt 2 is served,
 //     then failed → localboot, never a loop.
-//  7. Secure Boot with our db certificate enrolled: the signed ISO boots and
-//     deploys through the re-signed Debian kernel; unsigned and other-key
-//     ISOs are refused.
+//  7. Secure Boot with our db certificate enrolled: unsigned and other-key
+//     ISOs are refused; the signed ISO boots, Debian's kernel as Debian
+//     signed it is refused, and the deploy works through the same kernel
+//     re-signed by our key.
 //
 // Run with `go test ./e2e/` (or `make e2e`); components missing locally
-// skip, with CI=true they fail. Two scenarios run at a time.
+// skip, with CI=true they fail. Two scenarios run at a time. TestMain builds
+// cmd/bootpilot and cmd/bootpilot-agent (CGO_ENABLED=0) from this tree;
+// E2E_BIN_DIR=dir uses prebuilt ones (dir/bootpilot, dir/bootpilot-agent)
+// instead. Debian packages: qemu-system-x86, ovmf, socat, sbsigntool,
+// linux-image-amd64.
 package e2e

@@ -302,20 +302,32 @@ func (s *server) imageAdd(file string) (url, sha string) {
 	return img.URL, strings.TrimPrefix(img.Digest, "sha256:")
 }
 
+// agentURLs are the cached agent kernel, ramdisk and deploy image.
+type agentURLs struct{ kernel, initrd, image, sha string }
+
 // agentProfiles uploads the agent kernel and ramdisk and creates the clean
 // profile (method cleanMethod) and, when image is not empty, an image
-// profile "deploy" for it. It returns the kernel and ramdisk URLs.
-func (s *server) agentProfiles(kernel, initrd, cleanMethod, image string) {
+// profile "deploy" for it.
+func (s *server) agentProfiles(kernel, initrd, cleanMethod, image string) agentURLs {
 	s.t.Helper()
-	kURL, _ := s.imageAdd(kernel)
-	iURL, _ := s.imageAdd(initrd)
-	s.cli("profile", "add", "agent-clean", "--installer", "none", "--kernel", kURL, "--initrd", iURL,
+	var u agentURLs
+	u.kernel, _ = s.imageAdd(kernel)
+	u.initrd, _ = s.imageAdd(initrd)
+	s.cli("profile", "add", "agent-clean", "--installer", "none", "--kernel", u.kernel, "--initrd", u.initrd,
 		"--cmdline", "console=ttyS0", "--clean-method", cleanMethod)
 	if image != "" {
-		url, sha := s.imageAdd(image)
-		s.cli("profile", "add", "deploy", "--installer", "image", "--image", url, "--image-sha256", sha,
-			"--target-disk", "/dev/vda", "--kernel", kURL, "--initrd", iURL, "--cmdline", "console=ttyS0")
+		u.image, u.sha = s.imageAdd(image)
+		s.deployProfile("deploy", u)
 	}
+	return u
+}
+
+// deployProfile creates an image profile that deploys u.image to /dev/vda
+// with u's kernel and ramdisk.
+func (s *server) deployProfile(name string, u agentURLs) {
+	s.t.Helper()
+	s.cli("profile", "add", name, "--installer", "image", "--image", u.image, "--image-sha256", u.sha,
+		"--target-disk", "/dev/vda", "--kernel", u.kernel, "--initrd", u.initrd, "--cmdline", "console=ttyS0")
 }
 
 // addHost registers node01 (the QEMU guest) with profile.

@@ -249,6 +249,9 @@ func giveUp(t *testing.T, dir, iso, disk string, port int) (string, time.Duratio
 	v.waitFor(t, limitLocal, reGiveUp)
 	took := time.Since(t0)
 	log := v.finish(t, limitLocal)
+	if testing.Verbose() {
+		t.Logf("serial log:\n%s", log)
+	}
 	mustContain(t, "give up", log, `bootpilot: fetch 3/4 failed, retry in 8s`, reGiveUp, markerLine("A"))
 	mustNotContain(t, "give up", log, `fetch 4/4`, `booting the local disk`, `attempt \d`)
 	if n := strings.Count(log, "bootpilot: fetch "); n != 3 {

@@ -103,9 +103,10 @@ func foreignISO(t *testing.T, dir, name string, s *server, signer *imagebuilder.
 
 // TestSecureBoot: OVMF's Secure Boot firmware with our db certificate
 // enrolled. ISOs without a signature or signed by another key are refused
-// and the (signed) disk boots instead, with no state change; the server's
-// signed ISO boots, chains the agent kernel re-signed by our key, and the
-// deploy lands: the next boot runs the deployed, signed marker.
+// and the (signed) disk boots instead, with no state change. The server's
+// signed ISO boots; a profile with Debian's kernel as Debian signed it is
+// refused by the firmware (the disk boots); with the kernel re-signed by our
+// key the deploy lands, and the next boot runs the deployed, signed marker.
 func TestSecureBoot(t *testing.T) {
 	a := require(t, true)
 	scenario(t)
@@ -135,8 +136,12 @@ func TestSecureBoot(t *testing.T) {
 	s := startServer(t, filepath.Join(dir, "data"), port, "--db-key", keyFile, "--db-cert", certFile, "--agent-after", "reboot")
 	imgB := filepath.Join(dir, "image-b.raw.zst")
 	zstdFile(t, newMarkerDisk(t, dir, "image-b.raw", diskSize, markerB), imgB)
-	s.agentProfiles(kernel, a.initrd, "zero", imgB)
-	s.addHost("deploy")
+	u := s.agentProfiles(kernel, a.initrd, "zero", imgB)
+	// The same deploy with Debian's own signature on the kernel: our db
+	// does not trust it, so the firmware must refuse it.
+	u.kernel, _ = s.imageAdd(a.kernel)
+	s.deployProfile("debian-signed", u)
+	s.addHost("debian-signed")
 	disk := newMarkerDisk(t, dir, "disk.img", diskSize, markerA)
 	s.cli("host", "reimage", "node01", "--reason", "e2e secure boot")
 
@@ -156,7 +161,15 @@ func TestSecureBoot(t *testing.T) {
 	}
 
 	iso := s.iso(dir)
-	log := startVM(t, dir, "boot-signed-deploy", iso, disk, port, sb).finish(t, limitAgent)
+	log := startVM(t, dir, "boot-signed-debian-kernel", iso, disk, port, sb).finish(t, limitAgent)
+	mustContain(t, "Debian-signed kernel", log, reStage0, `bootpilot: node01: deploy debian-signed \(image\), attempt 1`,
+		`bootpilot: deploy failed, booting the local disk`, markerLine("A"))
+	mustNotContain(t, "Debian-signed kernel", log, `msg=`, `Linux version`)
+	wantState(t, s, host.StateInstalling)
+	s.cli("host", "cancel", "node01")
+	s.cli("host", "reimage", "node01", "--profile", "deploy")
+
+	log = startVM(t, dir, "boot-signed-deploy", iso, disk, port, sb).finish(t, limitAgent)
 	mustContain(t, "signed ISO", log, reStage0, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
 		`detail="writing zstd image`, `msg="agent done" after=reboot`)
 	mustNotContain(t, "signed ISO", log, `Access Denied`, `BOOTPILOT-DISK-MARKER`, `level=ERROR`)
@@ -169,5 +182,6 @@ func TestSecureBoot(t *testing.T) {
 	log = startVM(t, dir, "boot-signed-local", iso, disk, port, sb).finish(t, limitLocal)
 	mustContain(t, "signed ISO, localboot", log, reStage0, `bootpilot: booting the local disk`, markerLine("B"))
 	mustNotContain(t, "signed ISO, localboot", log, `Access Denied`)
-	wantEvents(t, s, "token:admin:reimage:ready>reimage", "boot:serve:reimage>installing", "callback:installed:installing>ready")
+	wantEvents(t, s, "token:admin:reimage:ready>reimage", "boot:serve:reimage>installing", "token:admin:cancel:installing>ready",
+		"token:admin:reimage:ready>reimage", "boot:serve:reimage>installing", "callback:installed:installing>ready")
 }
