@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -86,9 +85,11 @@ func goBuild(out, pkg string, static bool) error {
 	return nil
 }
 
+// moduleRoot is the repository root: go test runs in the package
+// directory, e2e/.
 func moduleRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
+	wd, _ := os.Getwd()
+	return filepath.Dir(wd)
 }
 
 // require checks every component a scenario needs (skip locally, fail in
