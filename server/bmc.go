@@ -68,7 +68,7 @@ func newRedfishOps(s *Server) *redfishOps {
 		n = 50
 	}
 	o := &redfishOps{s: s, slots: make(chan struct{}, n), locks: map[string]chan struct{}{},
-		media: newMediaRegistry(s.now), jobs: newJobs()}
+		media: newMediaRegistry(s.now, s.opt.MediaDir), jobs: newJobs()}
 	o.bmcs = s.opt.BMCs
 	if o.bmcs == nil {
 		o.bmcs, _ = s.store.(BMCStore)
@@ -554,7 +554,10 @@ func (o *redfishOps) provisionLocked(ctx context.Context, name string, boot bool
 		if err != nil {
 			return err
 		}
-		u, exp := o.publish(name, data)
+		u, exp, err := o.publish(name, data)
+		if err != nil {
+			return err
+		}
 		res.Expires = exp
 		if err := rc.InsertMedia(ctx, u); err != nil {
 			o.media.drop(name)
@@ -596,7 +599,7 @@ func (o *redfishOps) provisionLocked(ctx context.Context, name string, boot bool
 }
 
 // publish keeps data as host name's media and returns its signed URL.
-func (o *redfishOps) publish(name string, data []byte) (string, time.Time) {
+func (o *redfishOps) publish(name string, data []byte) (string, time.Time, error) {
 	ttl := o.s.opt.MediaTTL
 	if ttl <= 0 {
 		ttl = o.s.opt.Policy.InstallTimeout + time.Hour
@@ -606,8 +609,10 @@ func (o *redfishOps) publish(name string, data []byte) (string, time.Time) {
 	if base == "" {
 		base = o.s.opt.ExternalURL
 	}
-	o.media.put(name, data, exp)
-	return signMediaURL(o.s.opt.MediaKey, base, name, exp), exp
+	if err := o.media.put(name, data, exp); err != nil {
+		return "", exp, err
+	}
+	return signMediaURL(o.s.opt.MediaKey, base, name, exp), exp, nil
 }
 
 // eject ejects host name's virtual media and, with clearBoot, disables the

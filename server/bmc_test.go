@@ -204,9 +204,12 @@ func testReimageViaRedfish(t *testing.T, driver string, q bmcsim.Quirks, plainMe
 	var plain *httptest.Server
 	var mediaHTTP *http.Client
 	mutate := func(o *server.Options) {}
+	mediaDir := ""
 	if plainMedia {
+		// Plain HTTP, and the ISOs kept as files.
 		plain = httptest.NewUnstartedServer(nil)
-		mutate = func(o *server.Options) { o.MediaURL = "http://" + plain.Listener.Addr().String() }
+		mediaDir = t.TempDir()
+		mutate = func(o *server.Options) { o.MediaURL, o.MediaDir = "http://"+plain.Listener.Addr().String(), mediaDir }
 		mediaHTTP = &http.Client{Timeout: 30 * time.Second}
 	}
 	e := newRFEnv(t, driver, 300<<10+17, mutate)
@@ -258,6 +261,11 @@ func testReimageViaRedfish(t *testing.T, driver string, q bmcsim.Quirks, plainMe
 	mediaURL := cd.Image
 	// The BMC read the host's ISO, built with the token now stored.
 	iso := bmc.lastFetch(t)
+	if mediaDir != "" {
+		if b, err := os.ReadFile(filepath.Join(mediaDir, "node01.iso")); err != nil || !bytes.Equal(b, iso) {
+			t.Errorf("media file: %v, same bytes %v", err, bytes.Equal(b, iso))
+		}
+	}
 	m := isoHeaderRE.FindSubmatch(iso)
 	if m == nil || string(m[1]) != "node01" {
 		t.Fatalf("fetched image is not node01's ISO: %.80q", iso)
@@ -309,6 +317,11 @@ func testReimageViaRedfish(t *testing.T, driver string, q bmcsim.Quirks, plainMe
 	}
 	if h := e.host("node01"); h.State != host.StateReady {
 		t.Errorf("state = %s, want ready", h.State)
+	}
+	if mediaDir != "" {
+		if files, _ := filepath.Glob(filepath.Join(mediaDir, "*")); len(files) != 0 {
+			t.Errorf("media files left after eject: %v", files)
+		}
 	}
 	if code, _ := get(t, mediaHTTP, mediaURL); code != 404 {
 		t.Error("media still served after eject")

@@ -158,6 +158,11 @@ func (s *Server) bulk(c *gin.Context) {
 		job.Hosts = append(job.Hosts, JobHost{Host: n, Status: JobQueued})
 	}
 	s.rf.jobs.mu.Lock()
+	for id, j := range s.rf.jobs.m { // finished jobs are kept a day
+		if !j.Finished.IsZero() && time.Since(j.Finished) > 24*time.Hour {
+			delete(s.rf.jobs.m, id)
+		}
+	}
 	s.rf.jobs.m[job.ID] = job
 	s.rf.jobs.mu.Unlock()
 	for i, n := range names {

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -14,56 +16,109 @@ import (
 	"github.com/bootpilot/bootpilot/internal/mediaurl"
 )
 
-// mediaRegistry keeps each host's published ISO in memory for its media
-// URL's lifetime: built once per insert, read by any number of ranged
-// readers. It is per replica: the BMC must reach the replica that inserted.
+// mediaRegistry keeps each host's published ISO for its media URL's
+// lifetime: built once per insert, read by any number of ranged readers.
+// With a directory the ISOs live there as files (<dir>/<name>.iso),
+// otherwise in memory. It is per replica: the BMC must reach the replica
+// that inserted.
 type mediaRegistry struct {
 	now func() time.Time
+	dir string // "" keeps ISOs in memory
 	mu  sync.Mutex
 	m   map[string]*mediaEntry
 }
 
 type mediaEntry struct {
-	data []byte
+	data []byte // in memory, or
+	path string // on disk
+	size int64
 	etag string
 	mod  time.Time
 	exp  time.Time
 }
 
-func newMediaRegistry(now func() time.Time) *mediaRegistry {
-	return &mediaRegistry{now: now, m: map[string]*mediaEntry{}}
+func newMediaRegistry(now func() time.Time, dir string) *mediaRegistry {
+	return &mediaRegistry{now: now, dir: dir, m: map[string]*mediaEntry{}}
 }
 
 // put publishes data as name's media until exp, replacing an older one, and
 // forgets expired entries.
-func (r *mediaRegistry) put(name string, data []byte, exp time.Time) {
+func (r *mediaRegistry) put(name string, data []byte, exp time.Time) error {
 	sum := sha256.Sum256(data)
 	now := r.now()
+	e := &mediaEntry{data: data, size: int64(len(data)), etag: `"sha256:` + hex.EncodeToString(sum[:]) + `"`,
+		mod: now.UTC().Truncate(time.Second), exp: exp}
+	if r.dir != "" {
+		if err := os.MkdirAll(r.dir, 0o700); err != nil {
+			return fmt.Errorf("media dir: %w", err)
+		}
+		// A new file renamed over the old one: readers of the old ISO keep
+		// reading it until they close it.
+		f, err := os.CreateTemp(r.dir, name+".iso.*")
+		if err != nil {
+			return fmt.Errorf("media of %s: %w", name, err)
+		}
+		_, err = f.Write(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		e.path = filepath.Join(r.dir, name+".iso")
+		if err == nil {
+			err = os.Rename(f.Name(), e.path)
+		}
+		if err != nil {
+			os.Remove(f.Name())
+			return fmt.Errorf("media of %s: %w", name, err)
+		}
+		e.data = nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for n, e := range r.m {
-		if now.After(e.exp) {
+	for n, old := range r.m {
+		if now.After(old.exp) && n != name {
 			delete(r.m, n)
+			if old.path != "" {
+				os.Remove(old.path)
+			}
 		}
 	}
-	r.m[name] = &mediaEntry{data: data, etag: `"sha256:` + hex.EncodeToString(sum[:]) + `"`, mod: now.UTC().Truncate(time.Second), exp: exp}
+	r.m[name] = e
+	return nil
 }
 
 func (r *mediaRegistry) drop(name string) {
 	r.mu.Lock()
+	e, ok := r.m[name]
 	delete(r.m, name)
 	r.mu.Unlock()
+	if ok && e.path != "" {
+		os.Remove(e.path)
+	}
 }
 
 // source is the mediaurl.Source of published media.
 func (r *mediaRegistry) source(_ context.Context, name string) (*mediaurl.Media, error) {
 	r.mu.Lock()
 	e, ok := r.m[name]
+	var f *os.File
+	var err error
+	if ok && e.path != "" {
+		f, err = os.Open(e.path) // under the lock: no rename in between
+	}
 	r.mu.Unlock()
 	if !ok || r.now().After(e.exp) {
+		if f != nil {
+			f.Close()
+		}
 		return nil, fmt.Errorf("media of %s: %w", name, host.ErrNotFound)
 	}
-	return &mediaurl.Media{R: bytes.NewReader(e.data), Size: int64(len(e.data)), ModTime: e.mod, ETag: e.etag}, nil
+	if err != nil {
+		return nil, fmt.Errorf("media of %s: %w", name, err)
+	}
+	if f != nil {
+		return &mediaurl.Media{R: f, Size: e.size, ModTime: e.mod, ETag: e.etag, Close: f.Close}, nil
+	}
+	return &mediaurl.Media{R: bytes.NewReader(e.data), Size: e.size, ModTime: e.mod, ETag: e.etag}, nil
 }
 
 // MediaHandler serves /media/v1/<name>.iso?exp=…&sig=… (GET, HEAD, Range):

@@ -86,6 +86,7 @@ type Options struct {
 	MediaKey           []byte                  // HMAC key of media URLs, ≥ 32 bytes
 	MediaURL           string                  // base of media URLs, "http://10.0.0.5:8081"; "": ExternalURL
 	MediaTTL           time.Duration           // media URL lifetime; 0: install timeout + 1h
+	MediaDir           string                  // where published ISOs are kept as files; "": in memory
 	RedfishConcurrency int                     // BMC operations at once, all BMCs; 0: 50
 	RedfishEndpoint    func(*redfish.Endpoint) // optional tuning of every BMC endpoint (tests)
 }

@@ -91,6 +91,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 		CleanProfile: cfg.CleanProfile, HoldSeconds: cfg.HoldSeconds, AgentAfter: cfg.AgentAfter,
 		ISO: iso, Images: cache, Logger: log,
 		MediaURL: cfg.MediaURL, MediaTTL: cfg.MediaTTL, RedfishConcurrency: cfg.RedfishConcurrency,
+		MediaDir: filepath.Join(cfg.DataDir, "media"),
 	}
 	mediaLn, err := redfishOptions(cfg, &opt)
 	if err != nil {
