@@ -591,3 +591,31 @@ func testBulk(t *testing.T, limit int) {
 	}
 	t.Logf("bulk: %d hosts, %d BMCs, limit %d: max %d BMC requests at once", hosts, nbmc, limit, global.max.Load())
 }
+
+// TestFlipOnServeEjects: with a profile that flips on serve (an installer
+// that cannot call back), serving the install script makes the host ready,
+// and that too ejects the media.
+func TestFlipOnServeEjects(t *testing.T) {
+	e := newRFEnv(t, "sqlite", 4096)
+	bmc := newSimBMC(t, bmcsim.Quirks{}, e.client)
+	e.addHost("node01", mac1, "10.0.2.15/24")
+	e.mustDo(201, "POST", "/api/v1/profiles", map[string]any{"name": "rescue", "kernel": "https://mirror.example/rescue/vmlinuz",
+		"installer": "none", "flip_on_serve": true}, nil)
+	e.mustDo(200, "PUT", "/api/v1/hosts/node01/bmc", map[string]any{"url": bmc.srv.URL, "username": bmcUser,
+		"password": bmcPass, "ca_pem": bmc.caPEM()}, nil)
+	e.mustDo(200, "POST", "/api/v1/hosts/node01/reimage", map[string]any{"via": "redfish", "profile": "rescue"}, nil)
+	m := isoHeaderRE.FindSubmatch(bmc.lastFetch(t))
+	if m == nil || !bmc.CD().Inserted {
+		t.Fatalf("media not inserted: %+v", bmc.CD())
+	}
+	if code, script := e.boot("node01", string(m[2]), mac1); code != 200 || !strings.Contains(script, "rescue/vmlinuz") {
+		t.Fatalf("boot = %d %s", code, script)
+	}
+	if h := e.host("node01"); h.State != host.StateReady {
+		t.Fatalf("state after a flip-on-serve boot = %s, want ready", h.State)
+	}
+	waitFor(t, "media ejected after flip on serve", func() bool { return !bmc.CD().Inserted })
+	if b, _ := e.db.GetBMC(context.Background(), "node01"); b.MediaInserted {
+		t.Error("BMC record still says media inserted")
+	}
+}
