@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -65,9 +64,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// moduleRoot is the repository root: go test runs in the package
+// directory, e2e/redfish/ (runtime.Caller breaks under -trimpath).
 func moduleRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
+	wd, _ := os.Getwd()
+	return filepath.Dir(filepath.Dir(wd))
 }
 
 const (
