@@ -37,7 +37,8 @@ import (
 
 var (
 	workDir    string
-	bootpilot  string
+	bootpilot  string // cmd/bootpilot
+	agentBin   string // cmd/bootpilot-agent, static
 	buildError error
 )
 
@@ -50,13 +51,16 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(workDir)
 		if d := os.Getenv("E2E_BIN_DIR"); d != "" {
-			bootpilot = filepath.Join(d, "bootpilot")
+			bootpilot, agentBin = filepath.Join(d, "bootpilot"), filepath.Join(d, "bootpilot-agent")
 		} else {
-			bootpilot = filepath.Join(workDir, "bootpilot")
-			cmd := exec.Command("go", "build", "-trimpath", "-o", bootpilot, "./cmd/bootpilot")
-			cmd.Dir = moduleRoot()
-			if b, err := cmd.CombinedOutput(); err != nil {
-				buildError = fmt.Errorf("go build ./cmd/bootpilot: %v\n%s", err, b)
+			bootpilot, agentBin = filepath.Join(workDir, "bootpilot"), filepath.Join(workDir, "bootpilot-agent")
+			for _, b := range []struct{ out, pkg string }{{bootpilot, "./cmd/bootpilot"}, {agentBin, "./cmd/bootpilot-agent"}} {
+				cmd := exec.Command("go", "build", "-trimpath", "-o", b.out, b.pkg)
+				cmd.Dir = moduleRoot()
+				cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+				if out, err := cmd.CombinedOutput(); err != nil && buildError == nil {
+					buildError = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+				}
 			}
 		}
 		return m.Run()
@@ -350,8 +354,13 @@ func TestReimageViaRedfish(t *testing.T) {
 	if buildError != nil {
 		t.Fatal(buildError)
 	}
-	kernel, initrd := agenttest.BuildRamdisk(t)
+	kernel, modules := agenttest.Kernel(t)
 	dir := t.TempDir()
+	initrd := filepath.Join(dir, "agent.cpio.gz")
+	if out, err := exec.Command(bootpilot, "agent", "initramfs", "--kernel", kernel, "--modules", modules,
+		"--agent", agentBin, "--out", initrd).CombinedOutput(); err != nil {
+		t.Fatalf("agent initramfs: %v\n%s", err, out)
+	}
 	port, mport := freePort(t), freePort(t)
 	keyFile := filepath.Join(dir, "secret.key")
 	s0 := &server{t: t}
