@@ -132,6 +132,9 @@ func TestDeploy(t *testing.T) {
 	t.Logf("reimage → installed → ready: %.1fs", time.Since(tm).Seconds())
 
 	log = startVM(t, dir, "boot2-local", iso, disk, port, bootOpts{}).finish(t, limitLocal)
+	if testing.Verbose() {
+		t.Logf("serial log of the boot after the deploy:\n%s", log)
+	}
 	mustContain(t, "after deploy", log, reStage0, markerLine("B"))
 	mustNotContain(t, "after deploy", log, markerLine("A"), `attempt \d`)
 	wantState(t, s, host.StateReady)
