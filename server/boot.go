@@ -97,11 +97,12 @@ func (s *Server) bootScript(c *gin.Context) {
 		if plan.Event == "" {
 			return nil, errNoop
 		}
+		// The attempt first, so the audit record names the attempt served.
+		h.Attempt, h.Deadline = plan.Attempt, plan.Deadline
 		recs, err := s.transition(h, plan.Event, "boot", requestID(c), plan.Reason)
 		if err != nil {
 			return nil, err
 		}
-		h.Attempt, h.Deadline = plan.Attempt, plan.Deadline
 		served, script = plan.Action, nil
 		if plan.Action == host.ActionLocalboot {
 			return recs, nil

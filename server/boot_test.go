@@ -148,6 +148,15 @@ func TestLifecycle(t *testing.T) {
 				t.Errorf("event without actor or time: %+v", r)
 			}
 		}
+		var served []int
+		for i := len(evs.Events) - 1; i >= 0; i-- {
+			if r := evs.Events[i]; r.Event == host.EventServe {
+				served = append(served, r.Attempt)
+			}
+		}
+		if fmt.Sprint(served) != "[1 2 1 2 3]" {
+			t.Errorf("serve events name attempts %v, want [1 2 1 2 3]", served)
+		}
 	})
 }
 
