@@ -380,6 +380,28 @@ func cliPrintTransition(f *clientFlags, out io.Writer, h host.Host) error {
 	return err
 }
 
+// hostActionRun runs a single-host reimage or clean: flag only, or the whole
+// sequence through the host's BMC with --via.
+func hostActionRun(cmd *cobra.Command, f *clientFlags, v viaFlags, verb, name string,
+	flag func() (host.Host, error), via func() (client.ViaResult, error)) error {
+	out := cmd.OutOrStdout()
+	if v.via != "" {
+		r, err := via()
+		if err != nil {
+			return fmt.Errorf("host %s %s: %w", verb, name, err)
+		}
+		if err := cliPrintTransition(f, out, r.Host); err != nil {
+			return err
+		}
+		return cliPrintMedia(f, out, r.Redfish)
+	}
+	h, err := flag()
+	if err != nil {
+		return fmt.Errorf("host %s %s: %w", verb, name, err)
+	}
+	return cliPrintTransition(f, out, h)
+}
+
 func newHostReimageCmd(f *clientFlags) *cobra.Command {
 	var o client.ReimageOptions
 	var v viaFlags
@@ -395,21 +417,9 @@ func newHostReimageCmd(f *clientFlags) *cobra.Command {
 			if v.all || len(args) > 1 {
 				return v.bulk(cmd, f, c, "reimage", args, o.Profile, o.Reason)
 			}
-			if v.via != "" {
-				r, err := c.ReimageVia(cmd.Context(), args[0], v.via, o)
-				if err != nil {
-					return fmt.Errorf("host reimage %s: %w", args[0], err)
-				}
-				if err := cliPrintTransition(f, cmd.OutOrStdout(), r.Host); err != nil {
-					return err
-				}
-				return cliPrintMedia(f, cmd.OutOrStdout(), r.Redfish)
-			}
-			h, err := c.Reimage(cmd.Context(), args[0], o)
-			if err != nil {
-				return fmt.Errorf("host reimage %s: %w", args[0], err)
-			}
-			return cliPrintTransition(f, cmd.OutOrStdout(), h)
+			return hostActionRun(cmd, f, v, "reimage", args[0],
+				func() (host.Host, error) { return c.Reimage(cmd.Context(), args[0], o) },
+				func() (client.ViaResult, error) { return c.ReimageVia(cmd.Context(), args[0], v.via, o) })
 		},
 	}
 	cmd.Flags().StringVar(&o.Profile, "profile", "", "install this profile (and make it the host's profile); with --all: hosts with this profile")
@@ -436,21 +446,9 @@ func newHostCleanCmd(f *clientFlags) *cobra.Command {
 				}
 				return v.bulk(cmd, f, c, "clean", args, o.Profile, o.Reason)
 			}
-			if v.via != "" {
-				r, err := c.CleanVia(cmd.Context(), args[0], v.via, o)
-				if err != nil {
-					return fmt.Errorf("host clean %s: %w", args[0], err)
-				}
-				if err := cliPrintTransition(f, cmd.OutOrStdout(), r.Host); err != nil {
-					return err
-				}
-				return cliPrintMedia(f, cmd.OutOrStdout(), r.Redfish)
-			}
-			h, err := c.Clean(cmd.Context(), args[0], o)
-			if err != nil {
-				return fmt.Errorf("host clean %s: %w", args[0], err)
-			}
-			return cliPrintTransition(f, cmd.OutOrStdout(), h)
+			return hostActionRun(cmd, f, v, "clean", args[0],
+				func() (host.Host, error) { return c.Clean(cmd.Context(), args[0], o) },
+				func() (client.ViaResult, error) { return c.CleanVia(cmd.Context(), args[0], v.via, o) })
 		},
 	}
 	cmd.Flags().BoolVar(&o.ThenInstall, "then-install", false, "install the host's profile after a successful clean")
