@@ -71,7 +71,7 @@ func seedHosts(b *testing.B, db *store.DB, n int) {
 			defer wg.Done()
 			for i := range work {
 				h := host.Host{Name: fmt.Sprintf("h%06d", i), MACs: []string{fmt.Sprintf("52:54:01:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff)},
-					IPv4: fmt.Sprintf("10.%d.%d.%d/8", i>>16&0xff, i>>8&0xff, i&0xff+1), Gateway: "10.255.255.254", DNS: []string{"10.0.0.53"},
+					IPv4: fmt.Sprintf("10.%d.%d.%d/8", (i+256)>>16&0xff, (i+256)>>8&0xff, (i+256)&0xff), Gateway: "10.255.255.254", DNS: []string{"10.0.0.53"},
 					State: host.StateReady, TokenHash: token.Hash(fmt.Sprintf("%032x", i))}
 				if err := h.Normalize(); err != nil {
 					failed.Store(err)
