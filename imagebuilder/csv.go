@@ -67,7 +67,38 @@ func ReadCSV(r io.Reader, filename string) ([]host.Host, error) {
 
 // ReadCSVRows is ReadCSV keeping each host's line number.
 func ReadCSVRows(r io.Reader, filename string) ([]Row, error) {
+	var rows []Row
+	err := ScanCSV(r, filename, func(row Row) error {
+		rows = append(rows, row)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// ScanCSV checks every row of a hosts CSV file as ReadCSV does and calls fn
+// with each good row, in file order, without keeping the rows: only the
+// names, MACs and addresses seen so far are held, to find duplicates. When
+// any row is bad the error is a RowErrors listing all of them (fn has then
+// seen the good rows, so callers must not act on them before ScanCSV
+// returns nil). An error from fn stops the scan and is returned.
+func ScanCSV(r io.Reader, filename string, fn func(Row) error) error {
+	return scanCSV(r, filename, true, fn)
+}
+
+// RescanCSV reads a file ScanCSV has accepted again, calling fn with each
+// row in file order. It skips the checks across rows (duplicates), so its
+// memory does not grow with the file; rows that fail their own checks are
+// still reported as RowErrors at the end, as by ScanCSV.
+func RescanCSV(r io.Reader, filename string, fn func(Row) error) error {
+	return scanCSV(r, filename, false, fn)
+}
+
+func scanCSV(r io.Reader, filename string, dups bool, fn func(Row) error) error {
 	cr := csv.NewReader(r)
+	cr.ReuseRecord = true
 	cr.Comment = '#'
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
@@ -78,10 +109,10 @@ func ReadCSVRows(r io.Reader, filename string) ([]Row, error) {
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
 		bad(1, "header", "empty file; want a header row with %s", strings.Join(requiredColumns, ","))
-		return nil, errs
+		return errs
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filename, err)
+		return fmt.Errorf("%s: %w", filename, err)
 	}
 	headerLine, _ := cr.FieldPos(0)
 	col := map[string]int{}
@@ -109,10 +140,9 @@ func ReadCSVRows(r io.Reader, filename string) ([]Row, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return errs
 	}
 	seenName, seenMAC, seenIP := map[string]int{}, map[string]int{}, map[string]int{}
-	var rows []Row
 	for {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
@@ -125,7 +155,7 @@ func ReadCSVRows(r io.Reader, filename string) ([]Row, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", filename, err)
+			return fmt.Errorf("%s: %w", filename, err)
 		}
 		if len(rec) != len(header) {
 			bad(line, "row", "has %d fields, the header has %d", len(rec), len(header))
@@ -159,6 +189,12 @@ func ReadCSVRows(r io.Reader, filename string) ([]Row, error) {
 			}
 			continue
 		}
+		if !dups {
+			if err := fn(Row{Line: line, Host: h}); err != nil {
+				return err
+			}
+			continue
+		}
 		dup := false
 		check := func(seen map[string]int, key, column, what string) {
 			if prev, ok := seen[key]; ok {
@@ -188,12 +224,14 @@ func ReadCSVRows(r io.Reader, filename string) ([]Row, error) {
 		if ip6 != "" {
 			seenIP[ip6] = line
 		}
-		rows = append(rows, Row{Line: line, Host: h})
+		if err := fn(Row{Line: line, Host: h}); err != nil {
+			return err
+		}
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return errs
 	}
-	return rows, nil
+	return nil
 }
 
 // csvColumn maps a host field name to its CSV column.
@@ -224,13 +262,8 @@ func splitList(s string) []string {
 func (b *Builder) CheckRows(rows []Row, filename string) error {
 	var errs RowErrors
 	for _, r := range rows {
-		if _, err := b.Script(r.Host, strings.Repeat("0", 32)); err != nil {
-			var ve *host.ValidationError
-			if errors.As(err, &ve) {
-				errs = append(errs, RowError{File: filename, Line: r.Line, Column: csvColumn(ve.Field), Reason: ve.Reason})
-			} else {
-				errs = append(errs, RowError{File: filename, Line: r.Line, Column: "row", Reason: err.Error()})
-			}
+		if e, bad := b.CheckRow(r, filename); bad {
+			errs = append(errs, e)
 		}
 	}
 	if len(errs) > 0 {
@@ -238,3 +271,20 @@ func (b *Builder) CheckRows(rows []Row, filename string) error {
 	}
 	return nil
 }
+
+// CheckRow is CheckRows for one row: it reports whether r's stage-0 script
+// does not fit, and why.
+func (b *Builder) CheckRow(r Row, filename string) (RowError, bool) {
+	_, err := b.Script(r.Host, placeholderToken)
+	if err == nil {
+		return RowError{}, false
+	}
+	var ve *host.ValidationError
+	if errors.As(err, &ve) {
+		return RowError{File: filename, Line: r.Line, Column: csvColumn(ve.Field), Reason: ve.Reason}, true
+	}
+	return RowError{File: filename, Line: r.Line, Column: "row", Reason: err.Error()}, true
+}
+
+// placeholderToken is as long as the tokens internal/token makes.
+var placeholderToken = strings.Repeat("0", 32)

@@ -2,6 +2,8 @@ package imagebuilder_test
 
 import (
 	"errors"
+	"io"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -84,5 +86,51 @@ func TestReadCSVErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestScanCSVStreamsRows(t *testing.T) {
+	in := "name,mac,ipv4,gateway,dns\n" +
+		"node02,52:54:00:12:34:57,10.0.2.16/24,10.0.2.2,10.0.2.3\n" +
+		"# comment\n" +
+		"node01,52:54:00:12:34:56,10.0.2.15/24,10.0.2.2,10.0.2.3\n"
+	want, err := imagebuilder.ReadCSVRows(strings.NewReader(in), "hosts.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, scan := range map[string]func(io.Reader, string, func(imagebuilder.Row) error) error{
+		"ScanCSV": imagebuilder.ScanCSV, "RescanCSV": imagebuilder.RescanCSV,
+	} {
+		var got []imagebuilder.Row
+		if err := scan(strings.NewReader(in), "hosts.csv", func(r imagebuilder.Row) error { got = append(got, r); return nil }); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s rows = %+v, want %+v", name, got, want)
+		}
+	}
+	if len(want) != 2 || want[0].Line != 2 || want[0].Host.Name != "node02" || want[1].Line != 4 {
+		t.Errorf("rows = %+v, want node02 on line 2 and node01 on line 4", want)
+	}
+
+	// fn's error stops the scan.
+	stop := errors.New("stop")
+	calls := 0
+	err = imagebuilder.ScanCSV(strings.NewReader(in), "hosts.csv", func(imagebuilder.Row) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("err = %v after %d calls, want stop after 1", err, calls)
+	}
+
+	// Only ScanCSV looks across rows; both report every bad row.
+	dup := in + "node01,52:54:00:12:34:zz,10.0.2.17/24,10.0.2.2,10.0.2.3\n" +
+		"node03,52:54:00:12:34:56,10.0.2.18/24,10.0.2.2,10.0.2.3\n"
+	var re imagebuilder.RowErrors
+	err = imagebuilder.ScanCSV(strings.NewReader(dup), "hosts.csv", func(imagebuilder.Row) error { return nil })
+	if !errors.As(err, &re) || len(re) != 2 || re[0].Line != 5 || re[0].Column != "mac" || re[1].Line != 6 || !strings.Contains(re[1].Reason, "also on line 4") {
+		t.Errorf("ScanCSV err = %v, want a bad MAC on line 5 and a duplicate MAC on line 6", err)
+	}
+	err = imagebuilder.RescanCSV(strings.NewReader(dup), "hosts.csv", func(imagebuilder.Row) error { return nil })
+	if !errors.As(err, &re) || len(re) != 1 || re[0].Line != 5 {
+		t.Errorf("RescanCSV err = %v, want only the bad MAC on line 5", err)
 	}
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -15,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -129,15 +132,19 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 		f.jobs = 1
 	}
 
-	// 1. Read and check every row before anything is written.
+	// 1. Read and check every row before anything is written. Rows are not
+	// kept: a CSV file is read again for each later pass (and must not
+	// change in between), so memory stays flat in the number of hosts.
 	var (
-		rows   []imagebuilder.Row
-		db     *store.DB
-		source string
-		err    error
+		db      *store.DB
+		source  string
+		eachRow func(fn func(imagebuilder.Row) error) error // rows to build, in source order
+		names   []string                                    // of the rows to build, until sorted
 	)
+	keep := func(r imagebuilder.Row) bool { return f.hostName == "" || r.Host.Name == f.hostName }
 	if f.fromDB != "" {
 		cfg := config.Config{DataDir: f.fromDB, DB: f.db}
+		var err error
 		if db, err = store.Open(ctx, cfg.DSN()); err != nil {
 			return fmt.Errorf("iso build: %w", err)
 		}
@@ -146,56 +153,80 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("iso build: %w", err)
 		}
-		for i, h := range hosts {
-			rows = append(rows, imagebuilder.Row{Line: i + 1, Host: h})
-		}
 		source = "database"
-	} else {
-		csvFile, err := os.Open(f.csv)
-		if err != nil {
+		eachRow = func(fn func(imagebuilder.Row) error) error {
+			for i, h := range hosts {
+				if r := (imagebuilder.Row{Line: i + 1, Host: h}); keep(r) {
+					if err := fn(r); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}
+		if err := eachRow(func(r imagebuilder.Row) error { names = append(names, r.Host.Name); return nil }); err != nil {
 			return fmt.Errorf("iso build: %w", err)
 		}
+	} else {
 		source = filepath.Base(f.csv)
-		rows, err = imagebuilder.ReadCSVRows(csvFile, source)
-		csvFile.Close()
+		sum, err := scanCSVFile(f.csv, source, imagebuilder.ScanCSV, func(r imagebuilder.Row) error {
+			if keep(r) {
+				names = append(names, r.Host.Name)
+			}
+			return nil
+		})
 		if err != nil {
 			return reportRows(stderr, err)
 		}
-	}
-	if f.hostName != "" {
-		var keep []imagebuilder.Row
-		for _, r := range rows {
-			if r.Host.Name == f.hostName {
-				keep = append(keep, r)
+		eachRow = func(fn func(imagebuilder.Row) error) error {
+			again, err := scanCSVFile(f.csv, source, imagebuilder.RescanCSV, func(r imagebuilder.Row) error {
+				if keep(r) {
+					return fn(r)
+				}
+				return nil
+			})
+			if err == nil && again != sum {
+				err = fmt.Errorf("%s changed during the build", f.csv)
 			}
+			return err
 		}
-		if len(keep) == 0 {
-			return fmt.Errorf("iso build: host %q is not in %s: %w", f.hostName, source, host.ErrNotFound)
-		}
-		rows = keep
+	}
+	if f.hostName != "" && len(names) == 0 {
+		return fmt.Errorf("iso build: host %q is not in %s: %w", f.hostName, source, host.ErrNotFound)
 	}
 	b, caCert, err := newBuilderFromFlags(f)
 	if err != nil {
 		return err
 	}
-	if err := b.CheckRows(rows, source); err != nil {
+	var rowErrs imagebuilder.RowErrors
+	err = eachRow(func(r imagebuilder.Row) error {
+		if e, bad := b.CheckRow(r, source); bad {
+			rowErrs = append(rowErrs, e)
+		}
+		return nil
+	})
+	if err == nil && len(rowErrs) > 0 {
+		err = rowErrs
+	}
+	if err != nil {
 		return reportRows(stderr, err)
 	}
-
-	// 2. Tokens.
-	tokens := make([]string, len(rows))
-	var imports []map[string]any
-	if f.offline {
-		for i, r := range rows {
-			plain, hash := token.New()
-			tokens[i] = plain
-			m, err := hostImport(r.Host, hash)
-			if err != nil {
-				return err
-			}
-			imports = append(imports, m)
+	// rank[i] is the place of the i-th row's entry in manifest.json, which is
+	// sorted by host name.
+	rank := make([]int32, len(names))
+	{
+		order := make([]int32, len(names))
+		for i := range order {
+			order[i] = int32(i)
+		}
+		sort.Slice(order, func(x, y int) bool { return names[order[x]] < names[order[y]] })
+		for pos, i := range order {
+			rank[i] = int32(pos)
 		}
 	}
+	total := len(names)
+	names = nil
+
 	var api *apiClient
 	if f.api != "" {
 		if api, err = newAPIClient(f.api, f.apiToken, caCert); err != nil {
@@ -203,44 +234,63 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 		}
 	}
 
-	// 3. Build with f.jobs workers; each ISO is written to a temporary file
-	// and renamed into place.
+	// 2. Build with f.jobs workers; each ISO is written to a temporary file
+	// and renamed into place. Manifest entries are kept in a temporary file
+	// as ISOs complete; the import file is written as tokens are made, in
+	// row order. Both are renamed into place once every ISO is built.
 	if err := os.MkdirAll(f.out, 0o755); err != nil {
 		return fmt.Errorf("iso build: %w", err)
 	}
-	manifest := make([]manifestEntry, len(rows))
-	prog := newProgress(stderr, len(rows))
+	manifest, err := newManifestSpool(f.out, total)
+	if err != nil {
+		return fmt.Errorf("iso build: %w", err)
+	}
+	defer manifest.discard()
+	var imports *jsonListFile
+	if f.offline {
+		if imports, err = newJSONListFile(filepath.Join(f.out, "hosts-import.json"), "hosts", true); err != nil {
+			return fmt.Errorf("iso build: %w", err)
+		}
+		defer imports.discard()
+	}
+	type job struct {
+		i     int
+		row   imagebuilder.Row
+		token string
+	}
+	prog := newProgress(stderr, total)
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error
 	)
-	next := make(chan int)
+	next := make(chan job)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for w := 0; w < f.jobs; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range next {
+			for j := range next {
 				err := func() error {
-					r := rows[i]
+					r, tok := j.row, j.token
 					if api != nil {
 						t, err := api.registerAndRotate(ctx, r.Host)
 						if err != nil {
 							return err
 						}
-						tokens[i] = t
+						tok = t
 					}
 					var hash string
 					if db != nil {
-						tokens[i], hash = token.New()
+						tok, hash = token.New()
 					}
 					file := r.Host.Name + ".iso"
+					path := filepath.Join(f.out, file)
 					var a imagebuilder.Artifact
-					err := writeAtomic(filepath.Join(f.out, file), func(w io.Writer) error {
+					err := writeAtomic(path, func(w io.Writer) error {
 						var err error
-						if a, err = b.Build(w, r.Host, tokens[i]); err != nil || db == nil {
+						if a, err = b.Build(w, r.Host, tok); err != nil || db == nil {
 							return err
 						}
 						// The ISO is complete: only now replace the token
@@ -250,7 +300,12 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 					if err != nil {
 						return fmt.Errorf("%s: %w", r.Host.Name, err)
 					}
-					manifest[i] = manifestEntry{Host: r.Host.Name, File: file, Artifact: a}
+					if err := manifest.add(int(rank[j.i]), manifestEntry{Host: r.Host.Name, File: file, Artifact: a}); err != nil {
+						return fmt.Errorf("%s: manifest: %w", r.Host.Name, err)
+					}
+					if isoBuiltHook != nil {
+						isoBuiltHook(path)
+					}
 					prog.inc()
 					return nil
 				}()
@@ -265,35 +320,244 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 			}
 		}()
 	}
-feed:
-	for i := range rows {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
+	n := 0
+	feedErr := eachRow(func(r imagebuilder.Row) error {
+		if n >= total {
+			return fmt.Errorf("%s has more hosts than when it was checked", source)
 		}
-	}
+		j := job{i: n, row: r}
+		n++
+		if f.offline {
+			plain, hash := token.New()
+			j.token = plain
+			m, err := hostImport(r.Host, hash)
+			if err != nil {
+				return err
+			}
+			if err := imports.add(m); err != nil {
+				return fmt.Errorf("write hosts-import.json: %w", err)
+			}
+		}
+		select {
+		case next <- j:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
 	close(next)
 	wg.Wait()
 	prog.done()
 	if firstErr != nil {
 		return fmt.Errorf("iso build: %w", firstErr)
 	}
+	if feedErr != nil {
+		return fmt.Errorf("iso build: %w", feedErr)
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("iso build: %w", err)
 	}
 
-	// 4. Manifest and import file.
-	sort.Slice(manifest, func(i, j int) bool { return manifest[i].Host < manifest[j].Host })
-	if err := writeJSONAtomic(filepath.Join(f.out, "manifest.json"), map[string]any{"isos": manifest}); err != nil {
-		return err
+	// 3. Manifest and import file.
+	if err := manifest.commit(filepath.Join(f.out, "manifest.json")); err != nil {
+		return fmt.Errorf("iso build: write manifest.json: %w", err)
 	}
-	if f.offline {
-		if err := writeJSONAtomic(filepath.Join(f.out, "hosts-import.json"), map[string]any{"hosts": imports}); err != nil {
-			return err
+	if imports != nil {
+		if err := imports.commit(); err != nil {
+			return fmt.Errorf("iso build: write hosts-import.json: %w", err)
 		}
 	}
 	return nil
+}
+
+// isoBuiltHook, when set (by tests), is called with the path of every ISO
+// once it is in place.
+var isoBuiltHook func(path string)
+
+// scanCSVFile runs scan (imagebuilder.ScanCSV or RescanCSV) over the file at
+// path and returns the SHA-256 of its contents.
+func scanCSVFile(path, source string, scan func(io.Reader, string, func(imagebuilder.Row) error) error, fn func(imagebuilder.Row) error) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	file, err := os.Open(path)
+	if err != nil {
+		return sum, err
+	}
+	defer file.Close()
+	h := sha256.New()
+	// On success the CSV reader has read up to EOF, so h saw all of it.
+	if err := scan(io.TeeReader(file, h), source, fn); err != nil {
+		return sum, err
+	}
+	h.Sum(sum[:0])
+	return sum, nil
+}
+
+// manifestSpool collects manifest.json's entries as ISOs complete, in a
+// temporary file, and writes them sorted by host at the end: only each
+// entry's place in that file is kept in memory.
+type manifestSpool struct {
+	mu   sync.Mutex
+	tmp  *os.File
+	size int64
+	at   []spooled // by rank
+}
+
+// spooled is where one JSON entry sits in a spool file.
+type spooled struct {
+	off int64
+	n   int32
+}
+
+func newManifestSpool(dir string, n int) (*manifestSpool, error) {
+	tmp, err := os.CreateTemp(dir, ".manifest.json.entries.tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	return &manifestSpool{tmp: tmp, at: make([]spooled, n)}, nil
+}
+
+// add stores e as the entry at place rank.
+func (s *manifestSpool) add(rank int, e manifestEntry) error {
+	b, err := json.MarshalIndent(e, listIndent, "  ")
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rank < 0 || rank >= len(s.at) || s.at[rank].n != 0 {
+		return fmt.Errorf("entry %d out of place", rank)
+	}
+	if _, err := s.tmp.WriteAt(b, s.size); err != nil {
+		return err
+	}
+	s.at[rank] = spooled{off: s.size, n: int32(len(b))}
+	s.size += int64(len(b))
+	return nil
+}
+
+// commit writes every entry, in order, to path atomically.
+func (s *manifestSpool) commit(path string) error {
+	return writeAtomic(path, func(w io.Writer) error {
+		bw := bufio.NewWriter(w)
+		l := jsonList{w: bw, key: "isos"}
+		var buf []byte
+		for rank, at := range s.at {
+			if at.n == 0 {
+				return fmt.Errorf("no entry %d", rank)
+			}
+			buf = slices.Grow(buf[:0], int(at.n))[:at.n]
+			if _, err := s.tmp.ReadAt(buf, at.off); err != nil {
+				return err
+			}
+			if err := l.add(buf); err != nil {
+				return err
+			}
+		}
+		if err := l.end(); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+}
+
+// discard removes the spool file.
+func (s *manifestSpool) discard() {
+	s.tmp.Close()
+	os.Remove(s.tmp.Name())
+}
+
+// listIndent is the indentation of the entries of a top-level list in the
+// output JSON files, written as json.MarshalIndent(v, "", "  ") would.
+const listIndent = "    "
+
+// jsonList writes {"key": [entries…]} in json.MarshalIndent's format, one
+// entry at a time.
+type jsonList struct {
+	w         io.Writer
+	key       string
+	nullEmpty bool // an empty list is null (a nil slice), not []
+	n         int
+}
+
+// add writes one entry, already indented with listIndent.
+func (l *jsonList) add(entry []byte) error {
+	sep := ",\n"
+	if l.n == 0 {
+		k, _ := json.Marshal(l.key)
+		sep = "{\n  " + string(k) + ": [\n"
+	}
+	l.n++
+	if _, err := io.WriteString(l.w, sep+listIndent); err != nil {
+		return err
+	}
+	_, err := l.w.Write(entry)
+	return err
+}
+
+// end closes the list and the object.
+func (l *jsonList) end() error {
+	tail := "\n  ]\n}\n"
+	if l.n == 0 {
+		k, _ := json.Marshal(l.key)
+		empty := "[]"
+		if l.nullEmpty {
+			empty = "null"
+		}
+		tail = "{\n  " + string(k) + ": " + empty + "\n}\n"
+	}
+	_, err := io.WriteString(l.w, tail)
+	return err
+}
+
+// jsonListFile streams a jsonList to a temporary file next to path and
+// renames it into place on commit.
+type jsonListFile struct {
+	path string
+	tmp  *os.File
+	bw   *bufio.Writer
+	l    jsonList
+}
+
+func newJSONListFile(path, key string, nullEmpty bool) (*jsonListFile, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	f := &jsonListFile{path: path, tmp: tmp, bw: bufio.NewWriter(tmp)}
+	f.l = jsonList{w: f.bw, key: key, nullEmpty: nullEmpty}
+	return f, nil
+}
+
+// add appends v to the list.
+func (f *jsonListFile) add(v any) error {
+	b, err := json.MarshalIndent(v, listIndent, "  ")
+	if err != nil {
+		return err
+	}
+	return f.l.add(b)
+}
+
+// commit finishes the file and renames it into place.
+func (f *jsonListFile) commit() error {
+	if err := f.l.end(); err != nil {
+		return err
+	}
+	if err := f.bw.Flush(); err != nil {
+		return err
+	}
+	if err := f.tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := f.tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.tmp.Name(), f.path)
+}
+
+// discard removes the temporary file unless it was committed.
+func (f *jsonListFile) discard() {
+	f.tmp.Close()
+	os.Remove(f.tmp.Name()) // fails harmlessly after the rename
 }
 
 // rotateInDB stores a host's new boot token hash with an audit record.
@@ -436,17 +700,6 @@ func writeAtomic(path string, write func(io.Writer) error) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-func writeJSONAtomic(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("iso build: %w", err)
-	}
-	if err := writeAtomic(path, func(w io.Writer) error { _, err := w.Write(append(b, '\n')); return err }); err != nil {
-		return fmt.Errorf("iso build: write %s: %w", path, err)
-	}
-	return nil
 }
 
 // apiClient registers hosts and rotates boot tokens through the REST API.
