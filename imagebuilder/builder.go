@@ -215,6 +215,7 @@ func (b *Builder) Build(w io.Writer, h host.Host, token string) (Artifact, error
 	if err != nil {
 		return Artifact{}, err
 	}
+	defer releaseESP(esp)
 	sum := sha256.New()
 	if err := writeISO(io.MultiWriter(w, sum), esp, h.Name, b.c.Epoch); err != nil {
 		return Artifact{}, err

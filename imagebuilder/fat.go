@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf16"
 )
@@ -35,6 +36,25 @@ const (
 
 // buildFAT12 returns a FAT12 file system image holding files, with every
 // timestamp set to t. The same input gives the same bytes.
+// espBufs holds ESP images released after use (*[]byte), so building one
+// ISO after another does not allocate a fresh megabyte-sized image each time.
+var espBufs sync.Pool
+
+// espImage returns a zeroed image of n bytes, reusing a released one when
+// it is large enough.
+func espImage(n int) []byte {
+	if p, ok := espBufs.Get().(*[]byte); ok && cap(*p) >= n {
+		img := (*p)[:n]
+		clear(img)
+		return img
+	}
+	return make([]byte, n)
+}
+
+// releaseESP hands an image from buildFAT12 back for reuse; the caller must
+// not use it afterwards.
+func releaseESP(img []byte) { espBufs.Put(&img) }
+
 func buildFAT12(files []espFile, label string, volumeID uint32, t time.Time) ([]byte, error) {
 	root := &fatNode{dir: true}
 	for _, f := range files {
@@ -134,7 +154,7 @@ func (d *fatNode) layout(spc, dataClusters int, label string, volumeID uint32, t
 	rootSectors := fatRootEntries * 32 / fatSector
 	dataStart := 1 + 2*fatSectors + rootSectors
 	total := dataStart + dataClusters*spc
-	img := make([]byte, total*fatSector)
+	img := espImage(total * fatSector)
 
 	// Boot sector and BIOS parameter block.
 	bs := img[:fatSector]
