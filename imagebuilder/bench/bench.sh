@@ -10,6 +10,7 @@ BASE_N=${BASE_N:-20}
 JOBS=${JOBS:-$(nproc)}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+trap 'exit 1' HUP INT PIPE TERM # so the EXIT trap runs then too
 
 go build -o "$work/bootpilot" ./cmd/bootpilot
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench-ca -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
