@@ -118,32 +118,8 @@ func (o *redfishOps) readyMedia() error {
 	return nil
 }
 
-// bmcBody is the body of PUT /api/v1/hosts/{name}/bmc.
-type bmcBody struct {
-	URL      string `json:"url"`      // "https://10.0.0.10"
-	Username string `json:"username"` // "admin"
-	Password string `json:"password"` // sealed at once; empty keeps the stored one
-	CAPEM    string `json:"ca_pem"`   // PEM CA bundle for the BMC's certificate
-	Insecure bool   `json:"insecure"` // skip TLS verification (audited)
-	Session  bool   `json:"session"`  // Redfish session instead of basic auth
-}
-
-// bmcView is what the API shows of a BMC: never the password.
-type bmcView struct {
-	Host          string    `json:"host"`
-	URL           string    `json:"url"`
-	Username      string    `json:"username"`
-	HasPassword   bool      `json:"has_password"`
-	HasCA         bool      `json:"has_ca"`
-	Insecure      bool      `json:"insecure"`
-	Session       bool      `json:"session"`
-	MediaInserted bool      `json:"media_inserted"`
-	MediaSince    time.Time `json:"media_since,omitzero"`
-	UpdatedAt     time.Time `json:"updated_at"`
-}
-
-func viewBMC(b store.BMC) bmcView {
-	return bmcView{Host: b.Host, URL: b.URL, Username: b.Username, HasPassword: b.SealedPassword != "",
+func viewBMC(b store.BMC) host.BMCInfo {
+	return host.BMCInfo{Host: b.Host, URL: b.URL, Username: b.Username, HasPassword: b.SealedPassword != "",
 		HasCA: b.CAPEM != "", Insecure: b.Insecure, Session: b.Session, MediaInserted: b.MediaInserted,
 		MediaSince: b.MediaSince, UpdatedAt: b.UpdatedAt}
 }
@@ -154,7 +130,7 @@ func (s *Server) putBMC(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	var body bmcBody
+	var body host.BMCSettings
 	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {

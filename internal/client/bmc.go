@@ -9,30 +9,11 @@ import (
 	"github.com/bootpilot/bootpilot/internal/host"
 )
 
-// BMCSettings is what SetBMC sends. The password travels once, over HTTPS,
-// and is stored only encrypted; an empty Password keeps the stored one.
-type BMCSettings struct {
-	URL      string `json:"url"`                // "https://10.0.0.10"
-	Username string `json:"username"`           // "admin"
-	Password string `json:"password,omitempty"` // never printed
-	CAPEM    string `json:"ca_pem,omitempty"`   // PEM CA bundle of the BMC's certificate
-	Insecure bool   `json:"insecure,omitempty"` // skip TLS verification (audited)
-	Session  bool   `json:"session,omitempty"`  // Redfish session instead of basic auth
-}
+// BMCSettings is what SetBMC sends (the domain's wire type).
+type BMCSettings = host.BMCSettings
 
 // BMC is what the server shows of a host's BMC: never the password.
-type BMC struct {
-	Host          string    `json:"host"`
-	URL           string    `json:"url"`
-	Username      string    `json:"username"`
-	HasPassword   bool      `json:"has_password"`
-	HasCA         bool      `json:"has_ca"`
-	Insecure      bool      `json:"insecure"`
-	Session       bool      `json:"session"`
-	MediaInserted bool      `json:"media_inserted"`
-	MediaSince    time.Time `json:"media_since,omitzero"`
-	UpdatedAt     time.Time `json:"updated_at"`
-}
+type BMC = host.BMCInfo
 
 // BMCMedia is the state of a BMC's CD/DVD virtual media slot.
 type BMCMedia struct {
