@@ -208,6 +208,20 @@ func TestEndToEnd(t *testing.T) {
 			if !strings.Contains(list, "node01") || !strings.Contains(list, "failed") {
 				t.Errorf("host list:\n%s", list)
 			}
+
+			// Park the host: its boot waits and asks again; release returns it.
+			cli(t, "host", "hold", "node01")
+			if s := bootOnce(t, c, url, "node01", tok); !strings.Contains(s, "sleep ") || !strings.Contains(s, "${bootpilot/url}") {
+				t.Errorf("held host: %s", s)
+			}
+			cli(t, "host", "release", "node01")
+			if h := hostState(t, "node01"); h.State != host.StateReady {
+				t.Errorf("after release: %s", h.State)
+			}
+			var errb bytes.Buffer
+			if err := run(context.Background(), []string{"host", "adopt", "node01"}, io.Discard, &errb); err == nil {
+				t.Error("adopt of a ready host succeeded, want a 409")
+			}
 		})
 	}
 }

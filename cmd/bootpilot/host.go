@@ -41,6 +41,18 @@ func newHostCmd() *cobra.Command {
 			func(c *client.Client, cmd *cobra.Command, name string) (host.Host, error) {
 				return c.Retry(cmd.Context(), name)
 			}),
+		newHostActionCmd(f, "hold", "Park a host: its boots wait and ask again until released",
+			func(c *client.Client, cmd *cobra.Command, name string) (host.Host, error) {
+				return c.Action(cmd.Context(), name, host.EventHold)
+			}),
+		newHostActionCmd(f, "release", "Return a held host to ready",
+			func(c *client.Client, cmd *cobra.Command, name string) (host.Host, error) {
+				return c.Action(cmd.Context(), name, host.EventRelease)
+			}),
+		newHostActionCmd(f, "adopt", "Adopt a discovered host (discovered → ready)",
+			func(c *client.Client, cmd *cobra.Command, name string) (host.Host, error) {
+				return c.Action(cmd.Context(), name, host.EventAdopt)
+			}),
 		newHostTokenCmd(f), newHostEventsCmd(f), newHostImportCmd(f), newHostISOCmd(f),
 		newHostMediaCmd(f), newHostPowerCmd(f),
 	)

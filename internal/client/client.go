@@ -371,15 +371,20 @@ func (c *Client) Clean(ctx context.Context, name string, o CleanOptions) (host.H
 // Cancel returns the host to ready from a pending or running reimage, clean,
 // failure or hold.
 func (c *Client) Cancel(ctx context.Context, name string) (host.Host, error) {
-	var out host.Host
-	err := c.do(ctx, http.MethodPost, hostPath(name, "cancel"), nil, nil, &out)
-	return out, err
+	return c.Action(ctx, name, host.EventCancel)
 }
 
 // Retry flags a failed host for another install.
 func (c *Client) Retry(ctx context.Context, name string) (host.Host, error) {
+	return c.Action(ctx, name, host.EventRetry)
+}
+
+// Action applies a body-less lifecycle action (cancel, retry, hold, release,
+// adopt) and returns the host after it; host.ErrInvalidTransition (409) when
+// the host's state does not allow it.
+func (c *Client) Action(ctx context.Context, name string, e host.Event) (host.Host, error) {
 	var out host.Host
-	err := c.do(ctx, http.MethodPost, hostPath(name, "retry"), nil, nil, &out)
+	err := c.do(ctx, http.MethodPost, hostPath(name, string(e)), nil, nil, &out)
 	return out, err
 }
 
