@@ -610,12 +610,13 @@ func (o *redfishOps) eject(ctx context.Context, name string, clearBoot bool, act
 }
 
 // afterTransition runs after a committed state change of h: when a host
-// reaches ready with bootpilot's media still inserted (the install or clean
-// it was inserted for has reported), the media is ejected and the boot
-// override cleared, in the background with a timeout, audited either way.
+// reaches ready or failed with bootpilot's media still inserted (the install
+// or clean reported, was cancelled, ran out of attempts or time), the media
+// is ejected and the boot override cleared, in the background with a
+// timeout, audited either way.
 func (s *Server) afterTransition(h host.Host) {
 	o := s.rf
-	if o == nil || h.State != host.StateReady || o.ready() != nil {
+	if o == nil || (h.State != host.StateReady && h.State != host.StateFailed) || o.ready() != nil {
 		return
 	}
 	go func() {
@@ -625,7 +626,7 @@ func (s *Server) afterTransition(h host.Host) {
 		if err != nil || !b.MediaInserted {
 			return
 		}
-		err = o.eject(ctx, h.Name, true, "system", "", "host is ready: media ejected, boot override cleared")
+		err = o.eject(ctx, h.Name, true, "system", "", fmt.Sprintf("host is %s: media ejected, boot override cleared", h.State))
 		if err != nil {
 			s.log.Error("redfish: eject after install", "host", h.Name, "err", err)
 			o.audit(ctx, h.Name, o.rec(h.Name, "system", "", "redfish-eject-failed", err.Error()))

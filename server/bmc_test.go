@@ -619,3 +619,35 @@ func TestFlipOnServeEjects(t *testing.T) {
 		t.Error("BMC record still says media inserted")
 	}
 }
+
+// TestCancelAndFailureEject: media we inserted comes out when an admin
+// cancels the reimage, and when the host fails (attempts exhausted).
+func TestCancelAndFailureEject(t *testing.T) {
+	e := newRFEnv(t, "sqlite", 4096, func(o *server.Options) { o.Policy.MaxAttempts = 1 })
+	bmc := newSimBMC(t, bmcsim.Quirks{}, e.client)
+	e.addHost("node01", mac1, "10.0.2.15/24")
+	e.mustDo(200, "PUT", "/api/v1/hosts/node01/bmc", map[string]any{"url": bmc.srv.URL, "username": bmcUser,
+		"password": bmcPass, "ca_pem": bmc.caPEM()}, nil)
+
+	e.mustDo(200, "POST", "/api/v1/hosts/node01/reimage", map[string]any{"via": "redfish"}, nil)
+	if !bmc.CD().Inserted {
+		t.Fatal("media not inserted")
+	}
+	e.mustDo(200, "POST", "/api/v1/hosts/node01/cancel", nil, nil)
+	waitFor(t, "media ejected after cancel", func() bool { return !bmc.CD().Inserted })
+
+	e.mustDo(200, "POST", "/api/v1/hosts/node01/reimage", map[string]any{"via": "redfish"}, nil)
+	m := isoHeaderRE.FindSubmatch(bmc.lastFetch(t))
+	if m == nil || !bmc.CD().Inserted {
+		t.Fatalf("media not inserted again: %+v", bmc.CD())
+	}
+	tok := string(m[2])
+	e.boot("node01", tok, mac1) // attempt 1 of 1
+	if _, s := e.boot("node01", tok, mac1); strings.Contains(s, "kernel") {
+		t.Fatalf("boot after the last attempt served an install:\n%s", s)
+	}
+	if h := e.host("node01"); h.State != host.StateFailed {
+		t.Fatalf("state = %s, want failed", h.State)
+	}
+	waitFor(t, "media ejected after failure", func() bool { return !bmc.CD().Inserted })
+}

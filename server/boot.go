@@ -136,6 +136,7 @@ func (s *Server) bootScript(c *gin.Context) {
 	case served == host.ActionLocalboot:
 		s.metrics.boot(string(host.ActionLocalboot))
 		s.localboot(c)
+		s.afterTransition(after) // attempts exhausted or past the deadline: failed
 	default:
 		s.metrics.boot(string(served))
 		s.log.Info("boot: served", "host", name, "action", served, "request_id", requestID(c))
@@ -352,7 +353,7 @@ func (s *Server) callback(c *gin.Context) {
 		s.metrics.callback(string(body.Event))
 		s.log.Info("callback", "host", name, "event", body.Event, "state", h.State, "request_id", requestID(c))
 		c.JSON(http.StatusOK, gin.H{"status": "recorded", "state": h.State})
-		s.afterTransition(h) // ready: eject the virtual media, clear the boot override
+		s.afterTransition(h) // ready or failed: eject the virtual media, clear the boot override
 	}
 }
 

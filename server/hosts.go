@@ -318,6 +318,7 @@ func (s *Server) hostAction(e host.Event) gin.HandlerFunc {
 			return
 		}
 		c.JSON(http.StatusOK, h)
+		s.afterTransition(h) // cancel → ready: eject media we inserted
 	}
 }
 

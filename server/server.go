@@ -199,13 +199,16 @@ func (s *Server) SweepOnce(ctx context.Context) {
 		return
 	}
 	for _, h := range hs {
-		_, err := s.store.UpdateHost(ctx, h.Name, func(h *host.Host) ([]host.Record, error) {
+		after, err := s.store.UpdateHost(ctx, h.Name, func(h *host.Host) ([]host.Record, error) {
 			if !host.Expired(*h, now) {
 				return nil, errNoop
 			}
 			return s.transition(h, host.EventTimeout, "system", "", fmt.Sprintf("attempt %d passed its deadline", h.Attempt))
 		})
-		if err != nil && !errors.Is(err, errNoop) {
+		switch {
+		case err == nil:
+			s.afterTransition(after)
+		case !errors.Is(err, errNoop):
 			s.log.Error("sweep: fail expired host", "host", h.Name, "err", err)
 		}
 	}
