@@ -341,7 +341,7 @@ func TestTimeoutRetried(t *testing.T) {
 	defer srv.Close()
 	c, err := redfish.Dial(context.Background(), redfish.Endpoint{
 		URL: srv.URL, Username: user, Password: pass, CAPEM: caPEM(srv),
-		Timeout: 200 * time.Millisecond, RetryBackoff: time.Millisecond, Logger: quiet,
+		Timeout: time.Second, RetryBackoff: time.Millisecond, Logger: quiet,
 	})
 	if err != nil {
 		t.Fatalf("Dial with one stalled request: %v", err)
