@@ -16,10 +16,12 @@ build:
 agent: ## the static agent binary for the ramdisk
 	CGO_ENABLED=0 $(GO) build -ldflags "-s -w $(LDFLAGS)" -o bin/bootpilot-agent ./cmd/bootpilot-agent
 
+# -p 1: one package at a time. The firmware tiers boot QEMU (TCG) and share 2
+# cores; running packages side by side only trades wall time for flakiness.
 test: ## every tier: unit, SQLite + MariaDB, firmware (QEMU + OVMF), verifiers
 	$(GO) vet $(PKGS)
 	@fmt="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$fmt" ]; then echo "gofmt needed:"; echo "$$fmt"; exit 1; fi
-	$(GO) test -count=1 -timeout 75m $(PKGS)
+	$(GO) test -count=1 -p 1 -timeout 80m $(PKGS)
 
 e2e: ## only the firmware suite
 	$(GO) test -count=1 -timeout 60m -v ./e2e/...
