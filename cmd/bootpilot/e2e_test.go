@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -332,5 +333,56 @@ func TestImageCLI(t *testing.T) {
 	resp.Body.Close()
 	if string(b) != "not really a kernel" {
 		t.Errorf("GET %s = %q", img.URL, b)
+	}
+}
+
+var isoTokenRE = regexp.MustCompile(`https://node01:([0-9a-f]{32})@`)
+
+// TestOfflineISOImport is the CI pipeline against the real server: CSV →
+// `iso build --offline` (tokens made locally, only hashes written) →
+// `host import` → the token inside the ISO authenticates the host's boot.
+func TestOfflineISOImport(t *testing.T) {
+	url, dataDir := realServer(t, "sqlite")
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "hosts.csv")
+	if err := os.WriteFile(csv, []byte("name,mac,ipv4,gateway,dns\nnode01,52:54:00:12:34:56,10.0.2.15/24,10.0.2.2,10.0.2.3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	cli(t, "iso", "build", "--csv", csv, "--out", out, "--offline", "--unsigned",
+		"--server-url", url, "--ca-cert", filepath.Join(dataDir, "ca.pem"))
+	imp, err := os.ReadFile(filepath.Join(out, "hosts-import.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	iso, err := os.ReadFile(filepath.Join(out, "node01.iso"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := isoTokenRE.FindSubmatch(iso)
+	if m == nil {
+		t.Fatal("no boot URL with a token in node01.iso")
+	}
+	tok := string(m[1])
+	if bytes.Contains(imp, []byte(tok)) {
+		t.Fatal("hosts-import.json carries the plaintext token")
+	}
+	cli(t, "host", "import", filepath.Join(out, "hosts-import.json"))
+	if s := bootOnce(t, ipxeClient(t, dataDir), url, "node01", tok); !strings.Contains(s, "exit 1") {
+		t.Fatalf("boot with the ISO's token: %s", s)
+	}
+	// Rebuilding makes a new token; importing again replaces the hash.
+	cli(t, "iso", "build", "--csv", csv, "--out", out, "--offline", "--unsigned",
+		"--server-url", url, "--ca-cert", filepath.Join(dataDir, "ca.pem"))
+	cli(t, "host", "import", filepath.Join(out, "hosts-import.json"))
+	req, _ := http.NewRequest("GET", url+"/boot/v1/script", nil)
+	req.SetBasicAuth("node01", tok)
+	resp, err := ipxeClient(t, dataDir).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("old ISO's token after a rebuild and import: %d, want 401", resp.StatusCode)
 	}
 }
