@@ -386,3 +386,52 @@ func TestOfflineISOImport(t *testing.T) {
 		t.Errorf("old ISO's token after a rebuild and import: %d, want 401", resp.StatusCode)
 	}
 }
+
+// TestAPIISOBuild: `iso build --api` registers the host on the real server,
+// rotates its token, and the token in the ISO boots; a second build updates
+// the host (409 → PATCH) and revokes the first token.
+func TestAPIISOBuild(t *testing.T) {
+	url, dataDir := realServer(t, "mysql")
+	admin, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "hosts.csv")
+	build := func(ip string) string {
+		t.Helper()
+		if err := os.WriteFile(csv, []byte("name,mac,ipv4,gateway,dns\nnode01,52:54:00:12:34:56,"+ip+",10.0.2.2,10.0.2.3\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "out")
+		cli(t, "iso", "build", "--csv", csv, "--out", out, "--unsigned", "--api", url,
+			"--token", strings.TrimSpace(string(admin)), "--server-url", url, "--ca-cert", filepath.Join(dataDir, "ca.pem"))
+		iso, err := os.ReadFile(filepath.Join(out, "node01.iso"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := isoTokenRE.FindSubmatch(iso)
+		if m == nil {
+			t.Fatal("no boot URL with a token in node01.iso")
+		}
+		return string(m[1])
+	}
+	tok1 := build("10.0.2.15/24")
+	c := ipxeClient(t, dataDir)
+	bootOnce(t, c, url, "node01", tok1)
+	tok2 := build("10.0.2.16/24")
+	if h := hostState(t, "node01"); h.IPv4 != "10.0.2.16/24" {
+		t.Errorf("second build did not update the host: ipv4 %s", h.IPv4)
+	}
+	bootOnce(t, c, url, "node01", tok2)
+	req, _ := http.NewRequest("GET", url+"/boot/v1/script", nil)
+	req.SetBasicAuth("node01", tok1)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("first ISO's token after the second build: %d, want 401", resp.StatusCode)
+	}
+}

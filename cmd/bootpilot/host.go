@@ -561,9 +561,18 @@ type hostImportResult struct {
 // settings baked into the ISO (always, so stale ones are cleared), the token
 // hash, and hostname, domain and profile when the file sets them.
 func hostImportPatch(e hostImportEntry) map[string]any {
+	p := hostNetworkPatch(e.Host)
+	p["token_hash"] = e.TokenHash
+	return p
+}
+
+// hostNetworkPatch updates an existing host to h's network settings (always,
+// so stale ones are cleared), and hostname, domain and profile when h sets
+// them.
+func hostNetworkPatch(e host.Host) map[string]any {
 	p := map[string]any{
 		"macs": e.MACs, "ipv4": e.IPv4, "gateway": e.Gateway, "dns": e.DNS,
-		"ipv6": e.IPv6, "gateway6": e.Gateway6, "vlan": e.VLAN, "token_hash": e.TokenHash,
+		"ipv6": e.IPv6, "gateway6": e.Gateway6, "vlan": e.VLAN,
 	}
 	if e.Hostname != "" {
 		p["hostname"] = e.Hostname

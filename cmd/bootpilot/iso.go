@@ -2,18 +2,14 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -27,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bootpilot/bootpilot/imagebuilder"
+	"github.com/bootpilot/bootpilot/internal/client"
 	"github.com/bootpilot/bootpilot/internal/config"
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/pki"
@@ -227,10 +224,12 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 	total := len(names)
 	names = nil
 
-	var api *apiClient
+	var api *client.Client
 	if f.api != "" {
-		if api, err = newAPIClient(f.api, f.apiToken, caCert); err != nil {
-			return err
+		// --ca-cert pins the API's TLS too: the server presents our CA's chain.
+		caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw})
+		if api, err = client.New(f.api, f.apiToken, caPEM); err != nil {
+			return fmt.Errorf("iso build: --api: %w", err)
 		}
 	}
 
@@ -275,7 +274,7 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 				err := func() error {
 					r, tok := j.row, j.token
 					if api != nil {
-						t, err := api.registerAndRotate(ctx, r.Host)
+						t, err := registerAndRotate(ctx, api, r.Host)
 						if err != nil {
 							return err
 						}
@@ -702,79 +701,17 @@ func writeAtomic(path string, write func(io.Writer) error) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// apiClient registers hosts and rotates boot tokens through the REST API.
-type apiClient struct {
-	base  *url.URL
-	token string
-	http  *http.Client
-}
-
-func newAPIClient(base, tok string, ca *x509.Certificate) (*apiClient, error) {
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("iso build: --api %q is not an https URL", base)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
-	return &apiClient{base: u, token: tok, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
-}
-
-func (c *apiClient) do(ctx context.Context, method, path string, body any, out any) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	u := c.base.JoinPath(path)
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: decode: %w", method, path, err)
-		}
-	}
-	return resp.StatusCode, nil
-}
-
-// registerAndRotate creates h (or updates it when it exists) and returns a
-// fresh boot token.
-func (c *apiClient) registerAndRotate(ctx context.Context, h host.Host) (string, error) {
-	status, err := c.do(ctx, http.MethodPost, "/api/v1/hosts", h, nil)
-	if status == http.StatusConflict {
-		_, err = c.do(ctx, http.MethodPatch, "/api/v1/hosts/"+url.PathEscape(h.Name), h, nil)
+// registerAndRotate creates h through the API (or updates its network
+// settings when it exists) and returns a fresh boot token.
+func registerAndRotate(ctx context.Context, c *client.Client, h host.Host) (string, error) {
+	_, err := c.CreateHost(ctx, h)
+	if errors.Is(err, host.ErrConflict) {
+		_, err = c.PatchHost(ctx, h.Name, hostNetworkPatch(h))
 	}
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("register %s: %w", h.Name, err)
 	}
-	var out struct {
-		Token string `json:"token"`
-	}
-	if _, err := c.do(ctx, http.MethodPost, "/api/v1/hosts/"+url.PathEscape(h.Name)+"/boot-token", nil, &out); err != nil {
-		return "", err
-	}
-	if out.Token == "" {
-		return "", fmt.Errorf("POST /api/v1/hosts/%s/boot-token: no token in the answer", h.Name)
-	}
-	return out.Token, nil
+	return c.RotateBootToken(ctx, h.Name)
 }
 
 // progress draws a progress bar on stderr when it is a terminal (and not
