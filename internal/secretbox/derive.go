@@ -6,8 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"os"
 	"strings"
 )
 
@@ -17,25 +15,11 @@ import (
 // derive the same subkey; the subkey reveals nothing of the key. The media
 // URL signer uses label "media-url".
 func DeriveFromFile(path, label string) ([]byte, error) {
-	fi, err := os.Stat(path)
+	raw, err := readKeyFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("secretbox: key file: %w", err)
+		return nil, err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %#o, want 0600", ErrKeyFileMode, path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("secretbox: key file: %w", err)
-	}
-	defer clear(b)
-	raw := b
-	if !(len(b) == KeySize && !isText(b)) {
-		if raw, err = decodeKey(string(b)); err != nil {
-			return nil, fmt.Errorf("%w (file %s)", err, path)
-		}
-		defer clear(raw)
-	}
+	defer clear(raw)
 	m := hmac.New(sha256.New, raw)
 	m.Write([]byte("bootpilot derive\x00" + label))
 	return m.Sum(nil), nil

@@ -79,21 +79,28 @@ func GenerateKey() string {
 // ParseKey returns the key encoded in s: 64 hex digits or standard/URL
 // base64 of 32 bytes, surrounding white space ignored.
 func ParseKey(s string) (*Key, error) {
-	s = strings.TrimSpace(s)
-	if b, err := hex.DecodeString(s); err == nil && len(b) == KeySize {
-		return NewKey(b)
+	b, err := decodeKey(s)
+	if err != nil {
+		return nil, err
 	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
-		if b, err := enc.DecodeString(s); err == nil && len(b) == KeySize {
-			return NewKey(b)
-		}
-	}
-	return nil, errors.New("secretbox: key is not 32 bytes as 64 hex digits or base64")
+	defer clear(b)
+	return NewKey(b)
 }
 
 // LoadKeyFile reads a key from path: 32 raw bytes, or the text forms
 // ParseKey accepts. It refuses a file that group or others may read.
 func LoadKeyFile(path string) (*Key, error) {
+	raw, err := readKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(raw)
+	return NewKey(raw)
+}
+
+// readKeyFile returns the 32 raw key bytes of a key file (raw, or the text
+// forms ParseKey accepts), refusing a file that group or others may read.
+func readKeyFile(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("secretbox: key file: %w", err)
@@ -105,15 +112,15 @@ func LoadKeyFile(path string) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secretbox: key file: %w", err)
 	}
-	defer clear(b)
 	if len(b) == KeySize && !isText(b) {
-		return NewKey(b)
+		return b, nil
 	}
-	k, err := ParseKey(string(b))
+	defer clear(b)
+	raw, err := decodeKey(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("%w (file %s)", err, path)
 	}
-	return k, nil
+	return raw, nil
 }
 
 // isText reports whether b looks like an encoded key rather than raw bytes.
