@@ -14,16 +14,18 @@ import (
 // as the opaque sealed text the caller gives it (secretbox); it never sees
 // the plain password.
 type BMC struct {
-	Host           string    `json:"host"`             // "node01"
-	URL            string    `json:"url"`              // "https://10.0.0.10"
-	Username       string    `json:"username"`         // "admin"
-	SealedPassword string    `json:"-"`                // "sb1.<key id>.<…>"; never rendered
-	CAPEM          string    `json:"ca_pem,omitempty"` // PEM CA bundle for this BMC
-	Insecure       bool      `json:"insecure"`         // skip TLS verification (audited)
-	Session        bool      `json:"session"`          // Redfish session instead of basic auth
-	MediaInserted  bool      `json:"media_inserted"`   // bootpilot inserted the host's ISO and has not ejected it
-	MediaSince     time.Time `json:"media_since,omitzero"`
-	UpdatedAt      time.Time `json:"updated_at"`
+	Host           string `json:"host"`             // "node01"
+	URL            string `json:"url"`              // "https://10.0.0.10"
+	Username       string `json:"username"`         // "admin"
+	SealedPassword string `json:"-"`                // "sb1.<key id>.<…>"; never rendered
+	CAPEM          string `json:"ca_pem,omitempty"` // PEM CA bundle for this BMC
+	Insecure       bool   `json:"insecure"`         // skip TLS verification (audited)
+	Session        bool   `json:"session"`          // Redfish session instead of basic auth
+	// InsecurePlaintext allows an http:// URL (credentials in clear; audited).
+	InsecurePlaintext bool      `json:"insecure_plaintext"`
+	MediaInserted     bool      `json:"media_inserted"` // bootpilot inserted the host's ISO and has not ejected it
+	MediaSince        time.Time `json:"media_since,omitzero"`
+	UpdatedAt         time.Time `json:"updated_at"`
 }
 
 // bmcRow is one row of bmcs, keyed by host name. There is no foreign key:
@@ -39,6 +41,8 @@ type bmcRow struct {
 	MediaInserted  bool       `gorm:"not null"`
 	MediaSince     *time.Time `gorm:"precision:6"`
 	UpdatedAt      time.Time  `gorm:"precision:6;not null"`
+	// InsecurePlaintext: migration v3.
+	InsecurePlaintext bool `gorm:"not null;default:false"`
 }
 
 func (bmcRow) TableName() string { return "bmcs" }
@@ -61,10 +65,30 @@ func (v2BMCRow) TableName() string { return "bmcs" }
 
 func migrateV2(tx *gorm.DB) error { return createMissing(tx, &v2BMCRow{}) }
 
+// v3BMCRow is the schema of bmcs as of migration v3, frozen.
+type v3BMCRow struct {
+	v2BMCRow
+	InsecurePlaintext bool `gorm:"not null;default:false"`
+}
+
+func (v3BMCRow) TableName() string { return "bmcs" }
+
+// migrateV3 adds bmcs.insecure_plaintext (false for existing rows: an
+// http:// BMC stored before v3 is refused until set again explicitly).
+func migrateV3(tx *gorm.DB) error {
+	if tx.Migrator().HasColumn(&v3BMCRow{}, "InsecurePlaintext") {
+		return nil
+	}
+	if err := tx.Migrator().AddColumn(&v3BMCRow{}, "InsecurePlaintext"); err != nil {
+		return fmt.Errorf("add bmcs.insecure_plaintext: %w", err)
+	}
+	return nil
+}
+
 func (r bmcRow) toBMC() BMC {
 	return BMC{Host: r.HostName, URL: r.URL, Username: r.Username, SealedPassword: r.SealedPassword,
-		CAPEM: r.CAPEM, Insecure: r.Insecure, Session: r.Session, MediaInserted: r.MediaInserted,
-		MediaSince: timeVal(r.MediaSince), UpdatedAt: r.UpdatedAt.UTC()}
+		CAPEM: r.CAPEM, Insecure: r.Insecure, InsecurePlaintext: r.InsecurePlaintext, Session: r.Session,
+		MediaInserted: r.MediaInserted, MediaSince: timeVal(r.MediaSince), UpdatedAt: r.UpdatedAt.UTC()}
 }
 
 // SetBMC stores (creates or replaces) the BMC of host name and rec as the
@@ -81,10 +105,10 @@ func (db *DB) SetBMC(ctx context.Context, name string, b BMC, rec host.Record) e
 			return host.ErrNotFound
 		}
 		row := bmcRow{HostName: name, URL: b.URL, Username: b.Username, SealedPassword: b.SealedPassword,
-			CAPEM: b.CAPEM, Insecure: b.Insecure, Session: b.Session, UpdatedAt: t}
+			CAPEM: b.CAPEM, Insecure: b.Insecure, InsecurePlaintext: b.InsecurePlaintext, Session: b.Session, UpdatedAt: t}
 		err := tx.Clauses(clause.OnConflict{
 			Columns:   []clause.Column{{Name: "host_name"}},
-			DoUpdates: clause.AssignmentColumns([]string{"url", "username", "sealed_password", "ca_pem", "insecure", "session", "updated_at"}),
+			DoUpdates: clause.AssignmentColumns([]string{"url", "username", "sealed_password", "ca_pem", "insecure", "insecure_plaintext", "session", "updated_at"}),
 		}).Create(&row).Error
 		if err := dbErr(err); err != nil {
 			return err

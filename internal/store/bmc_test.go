@@ -1,12 +1,14 @@
 package store_test
 
 import (
+	"database/sql"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/store"
+	"github.com/bootpilot/bootpilot/internal/store/storetest"
 )
 
 func TestBMC(t *testing.T) {
@@ -91,4 +93,65 @@ func TestBMC(t *testing.T) {
 			t.Errorf("SetBMCMedia without BMC = %v, want ErrNotFound", err)
 		}
 	})
+}
+
+// TestBMCInsecurePlaintext: the flag is stored, replaced with the rest of
+// the settings, and false for rows that predate migration v3.
+func TestBMCInsecurePlaintext(t *testing.T) {
+	each(t, func(t *testing.T, db *store.DB) {
+		mustCreate(t, db, testHost("node01", "52:54:00:00:00:01"))
+		b := store.BMC{URL: "http://10.0.0.10", Username: "admin", SealedPassword: "sb1.x", InsecurePlaintext: true}
+		if err := db.SetBMC(ctx, "node01", b, host.Record{Action: "bmc-set"}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := db.GetBMC(ctx, "node01"); !got.InsecurePlaintext || got.URL != b.URL {
+			t.Errorf("GetBMC = %+v, want insecure_plaintext stored", got)
+		}
+		b.URL, b.InsecurePlaintext = "https://10.0.0.10", false
+		if err := db.SetBMC(ctx, "node01", b, host.Record{Action: "bmc-set"}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := db.GetBMC(ctx, "node01"); got.InsecurePlaintext {
+			t.Errorf("GetBMC after replace = %+v, want insecure_plaintext cleared", got)
+		}
+	})
+}
+
+// TestMigrateV3 upgrades a database whose bmcs table predates v3: the old
+// row survives and is not plaintext-allowed.
+func TestMigrateV3(t *testing.T) {
+	for _, d := range storetest.Drivers {
+		t.Run(d, func(t *testing.T) {
+			dsn := storetest.DSN(t, d)
+			db := storetest.OpenDSN(t, dsn)
+			mustCreate(t, db, testHost("node01", "52:54:00:00:00:01"))
+			if err := db.SetBMC(ctx, "node01", store.BMC{URL: "http://10.0.0.10", Username: "u", SealedPassword: "s",
+				InsecurePlaintext: true}, host.Record{}); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			driver, src := "sqlite", strings.TrimPrefix(dsn, "sqlite:")
+			if d == store.DriverMySQL {
+				driver, src = "mysql", dsn
+			}
+			raw, err := sql.Open(driver, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range []string{"ALTER TABLE bmcs DROP COLUMN insecure_plaintext", "DELETE FROM schema_migrations WHERE version = 3"} {
+				if _, err := raw.ExecContext(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			raw.Close()
+			db = storetest.OpenDSN(t, dsn)
+			if v, err := db.SchemaVersion(ctx); err != nil || v != store.LatestSchema {
+				t.Errorf("SchemaVersion after upgrade = %d, %v; want %d", v, err, store.LatestSchema)
+			}
+			got, err := db.GetBMC(ctx, "node01")
+			if err != nil || got.URL != "http://10.0.0.10" || got.InsecurePlaintext {
+				t.Errorf("GetBMC after upgrade = %+v, %v; want the old row, insecure_plaintext false", got, err)
+			}
+		})
+	}
 }

@@ -23,6 +23,7 @@ type migration struct {
 var migrations = []migration{
 	{1, "create hosts, host_macs, profiles, events, api_tokens", migrateV1},
 	{2, "create bmcs", migrateV2},
+	{3, "add bmcs.insecure_plaintext", migrateV3},
 }
 
 // LatestSchema is the schema version this build migrates to.
