@@ -31,6 +31,8 @@ import (
 
 	"github.com/stmcginnis/gofish"
 	"github.com/stmcginnis/gofish/schemas"
+
+	"github.com/bootpilot/bootpilot/internal/host"
 )
 
 // Sentinel errors, wrapped by *Error.
@@ -88,6 +90,10 @@ type Endpoint struct {
 	CAPEM    []byte // trusted CA certificates (PEM) for this BMC; empty: system roots
 	Insecure bool   // skip TLS verification (logged as a warning; audit it)
 	Session  bool   // use a Redfish session (X-Auth-Token) instead of basic auth
+	// InsecurePlaintext allows an http:// URL, over which the credentials
+	// (Basic, or the session login and its token) travel in clear. Without
+	// it Dial refuses http:// before sending anything.
+	InsecurePlaintext bool
 
 	// Optional tuning; zero values use the defaults in brackets.
 	Timeout      time.Duration // per HTTP attempt [30s]
@@ -158,11 +164,19 @@ func Dial(ctx context.Context, e Endpoint) (*Client, error) {
 	if u.User != nil {
 		return nil, &Error{BMC: bmc, Step: "dial", Err: fmt.Errorf("%w: credentials belong in Username/Password, not the url", ErrInvalid)}
 	}
+	// Nothing, not even the service root, goes to a plaintext BMC unless
+	// the settings allow it: every later request carries the credentials.
+	if err := host.CheckBMCURL("url", bmcName(u), e.InsecurePlaintext); err != nil {
+		return nil, &Error{BMC: bmc, Step: "dial", Err: fmt.Errorf("%w: %w", ErrInvalid, err)}
+	}
 	if e.Insecure && len(e.CAPEM) > 0 {
 		return nil, &Error{BMC: bmc, Step: "dial", Err: fmt.Errorf("%w: a CA bundle and Insecure exclude each other", ErrInvalid)}
 	}
 	defaults(&e)
 	c := &Client{bmc: bmc, ep: e, log: e.Logger}
+	if u.Scheme == "http" {
+		c.log.Warn("redfish: plaintext BMC, credentials travel in clear (insecure_plaintext)", "bmc", bmc)
+	}
 
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	switch {

@@ -1,6 +1,7 @@
 package redfish_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -25,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/redfish"
 	"github.com/bootpilot/bootpilot/internal/redfish/bmcsim"
 )
@@ -383,6 +385,57 @@ func TestTLS(t *testing.T) {
 	withCreds.URL = strings.Replace(ep.URL, "https://", "https://admin:x@", 1)
 	if _, err := redfish.Dial(ctx, withCreds); !errors.Is(err, redfish.ErrInvalid) || strings.Contains(err.Error(), "admin:x") {
 		t.Errorf("Dial with credentials in the URL = %v, want ErrInvalid without them", err)
+	}
+}
+
+// TestPlaintextRefused: an http:// BMC gets no request at all — no Basic
+// credentials, no session login — unless the endpoint says
+// InsecurePlaintext; then it works, with a warning in the log.
+func TestPlaintextRefused(t *testing.T) {
+	for _, session := range []bool{false, true} {
+		bmc := bmcsim.New(bmcsim.Config{Username: user, Password: pass})
+		var requests, withCreds atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			requests.Add(1)
+			if r.Header.Get("Authorization") != "" || r.Header.Get("X-Auth-Token") != "" || r.Method == http.MethodPost {
+				withCreds.Add(1)
+			}
+			bmc.ServeHTTP(w, r)
+		}))
+		ep := redfish.Endpoint{URL: srv.URL, Username: user, Password: pass, Session: session, Logger: quiet}
+		_, err := redfish.Dial(context.Background(), ep)
+		var ve *host.ValidationError
+		if !errors.Is(err, redfish.ErrInvalid) || !errors.As(err, &ve) || ve.Field != "url" || !strings.Contains(ve.Reason, "insecure_plaintext") {
+			t.Errorf("session=%v: Dial(http://) = %v, want ErrInvalid and a url error naming insecure_plaintext", session, err)
+		}
+		if n := requests.Load(); n != 0 {
+			t.Errorf("session=%v: the plaintext BMC got %d requests before the refusal, want 0", session, n)
+		}
+
+		var logged bytes.Buffer
+		ep.InsecurePlaintext, ep.Logger = true, slog.New(slog.NewTextHandler(&logged, nil))
+		c, err := redfish.Dial(context.Background(), ep)
+		if err != nil {
+			t.Fatalf("session=%v: Dial(http://) with InsecurePlaintext: %v", session, err)
+		}
+		if _, err := c.PowerState(context.Background()); err != nil {
+			t.Errorf("session=%v: PowerState over plaintext: %v", session, err)
+		}
+		c.Close()
+		if withCreds.Load() == 0 {
+			t.Errorf("session=%v: no credentials reached the BMC: the refusal above proves nothing", session)
+		}
+		if !strings.Contains(logged.String(), "level=WARN") || !strings.Contains(logged.String(), "in clear") {
+			t.Errorf("session=%v: no warning logged for a plaintext BMC:\n%s", session, logged.String())
+		}
+		srv.Close()
+	}
+	// The flag does not turn TLS checks off for an https:// BMC.
+	_, _, ep, _ := newBMC(t, bmcsim.Config{})
+	ep.CAPEM, ep.InsecurePlaintext = otherCA(t), true
+	var verr *tls.CertificateVerificationError
+	if _, err := redfish.Dial(context.Background(), ep); !errors.As(err, &verr) {
+		t.Errorf("Dial(https://, wrong CA, InsecurePlaintext) = %v, want a certificate verification error", err)
 	}
 }
 
