@@ -261,9 +261,7 @@ func inventory(c *gin.Context, now time.Time) (host.Inventory, error) {
 		inv.MAC = n
 	}
 	for _, v := range []*string{&inv.UUID, &inv.Serial, &inv.Asset, &inv.Arch, &inv.Platform} {
-		if len(*v) > 128 {
-			*v = (*v)[:128]
-		}
+		*v = host.CleanText(*v, host.MaxInventoryText) // no terminal escapes reach the CLI
 	}
 	return inv, nil
 }
@@ -303,9 +301,7 @@ func (s *Server) callback(c *gin.Context) {
 		s.fail(c, host.Invalid("event", "%q is not installed, cleaned, failed or progress", body.Event))
 		return
 	}
-	if len(body.Detail) > 1000 {
-		body.Detail = body.Detail[:1000]
-	}
+	body.Detail = host.CleanText(body.Detail, host.MaxDetailText) // no terminal escapes reach the CLI
 	h, err := s.store.UpdateHost(c.Request.Context(), name, func(h *host.Host) ([]host.Record, error) {
 		if !token.Match(h.CallbackHash, tok) {
 			return nil, fmt.Errorf("%w: callback token is not the current attempt's", host.ErrStaleToken)
