@@ -2,6 +2,7 @@ package bootscripts
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/bootpilot/bootpilot/internal/host"
 )
@@ -81,28 +83,34 @@ type ScriptData struct {
 // Renderer renders stage-1 scripts and installer configs from the embedded
 // templates. It is safe for concurrent use.
 type Renderer struct {
-	t *template.Template
+	t   *template.Template
+	now func() time.Time // the clock of user-template deadlines; nil: time.Now
 }
 
-// funcs are the functions available to every template, including
-// user-supplied installer configs.
+// funcs are the functions of the built-in templates. User-supplied
+// installer configs get the same json, join and lines, charged to their
+// render budget, and bounded print, printf and println (userFuncs).
 var funcs = template.FuncMap{
 	// json encodes a value as JSON (a valid YAML flow scalar too), without
 	// HTML escaping: {{json .CAPEM}}.
-	"json": func(v any) (string, error) {
-		var b bytes.Buffer
-		enc := json.NewEncoder(&b)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(v); err != nil {
-			return "", err
-		}
-		return strings.TrimSuffix(b.String(), "\n"), nil
-	},
+	"json": jsonString,
 	// join joins strings: {{join .DNS ","}}.
 	"join": strings.Join,
 	// lines splits text into lines without line ends: {{range lines .CAPEM}}.
-	"lines": func(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") },
+	"lines": splitLines,
 }
+
+func jsonString(v any) (string, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(b.String(), "\n"), nil
+}
+
+func splitLines(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") }
 
 // New parses every embedded template once.
 func New() (*Renderer, error) {
@@ -196,12 +204,21 @@ func (r *Renderer) Script(w io.Writer, d ScriptData) error {
 	return err
 }
 
-// Config renders the installer config named file for d.Profile.Installer. A
-// profile's own Config template replaces the built-in one (for autoinstall:
-// user-data; meta-data stays built in). An unknown file, or an installer
-// without configs, is an error wrapping host.ErrNotFound. On error nothing is
-// written.
+// Config renders the installer config named file for d.Profile.Installer
+// (ConfigContext without a context).
 func (r *Renderer) Config(w io.Writer, file string, d ScriptData) error {
+	return r.ConfigContext(context.Background(), w, file, d)
+}
+
+// ConfigContext renders the installer config named file for
+// d.Profile.Installer. A profile's own Config template replaces the built-in
+// one (for autoinstall: user-data; meta-data stays built in) and renders
+// within the user-template bounds (budget.go): an error wrapping a
+// *BudgetError when it exceeds one, ErrBusy when no render slot freed up,
+// ctx's error when ctx ends first. An unknown file, or an installer without
+// configs, is an error wrapping host.ErrNotFound. On error nothing is
+// written.
+func (r *Renderer) ConfigContext(ctx context.Context, w io.Writer, file string, d ScriptData) error {
 	name, replaceable, ok := configTemplateFor(d.Profile.Installer, file)
 	if !ok {
 		return fmt.Errorf("bootscripts: config %q for installer %q: %w", file, d.Profile.Installer, host.ErrNotFound)
@@ -210,50 +227,117 @@ func (r *Renderer) Config(w io.Writer, file string, d ScriptData) error {
 	if err != nil {
 		return fmt.Errorf("bootscripts: config %s for %s: %w", file, d.Host.Name, err)
 	}
-	t := r.t.Lookup(name)
+	var out []byte
 	if replaceable && d.Profile.Config != "" {
-		if t, err = parseConfig(d.Profile.Config); err != nil {
-			return fmt.Errorf("bootscripts: profile %s config: %w", d.Profile.Name, err)
+		now := r.now
+		if now == nil {
+			now = time.Now
 		}
+		if out, err = renderUser(ctx, now, d.Profile.Config, cd); err != nil {
+			return fmt.Errorf("bootscripts: render config %s for %s from profile %s: %w", file, d.Host.Name, d.Profile.Name, err)
+		}
+	} else {
+		b := &limitedBuffer{max: maxConfig}
+		if err := r.t.ExecuteTemplate(b, name, cd); err != nil {
+			return fmt.Errorf("bootscripts: render config %s for %s: %w", file, d.Host.Name, err)
+		}
+		out = b.Bytes()
 	}
-	b := &limitedBuffer{max: maxConfig}
-	if err := t.Execute(b, cd); err != nil {
-		return fmt.Errorf("bootscripts: render config %s for %s: %w", file, d.Host.Name, err)
-	}
-	_, err = w.Write(b.Bytes())
+	_, err = w.Write(out)
 	return err
 }
 
-// CheckConfigTemplate parses a user-supplied installer config template and
-// executes it against sample data, so a bad template is refused when the
-// profile is saved rather than when a host boots. It returns a
-// *host.ValidationError for field "config".
-func CheckConfigTemplate(src string) error {
-	t, err := parseConfig(src)
-	if err != nil {
-		return host.Invalid("config", "%v", err)
+// CheckProfileConfig renders d.Profile's own config template for d within
+// the user-template bounds and discards the result, so a boot can fall back
+// to the local disk before it starts an installer whose config cannot be
+// served. It returns nil when the profile has no config of its own, and
+// ConfigContext's errors otherwise.
+func (r *Renderer) CheckProfileConfig(ctx context.Context, d ScriptData) error {
+	if d.Profile.Config == "" {
+		return nil
 	}
-	if err := t.Execute(&limitedBuffer{max: maxConfig}, SampleConfigData()); err != nil {
-		return host.Invalid("config", "%v", err)
+	for _, f := range ConfigFiles(d.Profile.Installer) {
+		if _, replaceable, _ := configTemplateFor(d.Profile.Installer, f); replaceable {
+			return r.ConfigContext(ctx, io.Discard, f, d)
+		}
 	}
 	return nil
 }
 
-func parseConfig(src string) (*template.Template, error) {
-	return template.New(configTemplate).Option("missingkey=error").Funcs(funcs).Parse(src)
+// CheckConfigTemplate parses a user-supplied installer config template and
+// executes it against sample data within the user-template bounds, so a bad
+// or unbounded template is refused when the profile is saved rather than
+// when a host boots. It returns a *host.ValidationError for field "config",
+// or ErrBusy.
+func CheckConfigTemplate(src string) error {
+	_, err := renderUser(context.Background(), time.Now, src, SampleConfigData())
+	var be *BudgetError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrBusy):
+		return err
+	case errors.As(err, &be):
+		return host.Invalid("config", "%v", be) // not text/template's view of our rewritten tree
+	}
+	return host.Invalid("config", "%v", err)
 }
 
-// limitedBuffer is a bytes.Buffer that refuses to grow past max bytes.
+// renderUser renders a user template src for data within the bounds of
+// budget.go, on one of maxRenders slots.
+func renderUser(ctx context.Context, now func() time.Time, src string, data *ConfigData) ([]byte, error) {
+	release, err := acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	b := newBudget(ctx, now)
+	t, err := parseConfig(src, b)
+	if err != nil {
+		return nil, err
+	}
+	out := &limitedBuffer{max: maxConfig, budget: b}
+	if err := t.Execute(out, data); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// parseConfig parses a user template with the functions charged to b and
+// prepares it (budget.go: refuses what cannot be bounded, makes loops pay).
+func parseConfig(src string, b *budget) (*template.Template, error) {
+	if len(src) > maxSource {
+		return nil, overBudget("the template is larger than %d KiB", maxSource>>10)
+	}
+	t, err := template.New(configTemplate).Option("missingkey=error").Funcs(userFuncs(b)).Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	if err := prepare(t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// limitedBuffer is a bytes.Buffer that refuses to grow past max bytes and,
+// for a user template, stops the render once its budget's context ends or
+// deadline passes.
 type limitedBuffer struct {
 	bytes.Buffer
-	max int
+	max    int
+	budget *budget // nil for built-in templates
 }
 
-var errTooLarge = errors.New("rendered config is larger than 1 MiB")
+var errTooLarge = &BudgetError{Reason: "the rendered config is larger than 1 MiB"}
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
 	if b.Len()+len(p) > b.max {
 		return 0, errTooLarge
+	}
+	if b.budget != nil {
+		if err := b.budget.check(); err != nil {
+			return 0, err
+		}
 	}
 	return b.Buffer.Write(p)
 }
