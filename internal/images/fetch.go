@@ -2,12 +2,11 @@ package images
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -26,18 +25,24 @@ const TitleAnnotation = "org.opencontainers.image.title"
 // SHA-256 while it streams. The forms of ref are:
 //
 //   - "https://host/path/disk.raw.zst" or "http://…": want (hex SHA-256) is
-//     required; a non-200 answer or a mismatch is an error and caches nothing.
-//   - "file:///abs/path" or "/abs/path": a local file; want is required.
+//     required; a non-200 answer or a mismatch is an error and caches
+//     nothing. The URL, and every redirect, must be on Origins.
+//   - "file:///abs/path" or "/abs/path": a regular file below one of
+//     ImportDirs (after resolving links); want is required. Without
+//     ImportDirs no local path is accepted.
 //   - "registry/repo@sha256:<manifest digest>" or "registry/repo:tag",
-//     optionally prefixed "oci://" and suffixed "#name": an OCI artifact. It
-//     must have exactly one layer, or "#name" picks the layer whose
-//     org.opencontainers.image.title annotation is name. The layer's digest
-//     is the entry's digest; if want is set it must equal it. Tags resolve at
-//     fetch time.
+//     optionally prefixed "oci://" and suffixed "#name": an OCI artifact
+//     from a registry on Origins. It must have exactly one layer, or "#name"
+//     picks the layer whose org.opencontainers.image.title annotation is
+//     name. The layer's digest is the entry's digest; if want is set it must
+//     equal it. Tags resolve at fetch time.
 //
-// want may carry a "sha256:" prefix. If want is set and already cached,
-// Fetch returns without any network access. Invalid input gives a
-// *host.ValidationError and a wrong digest a *DigestMismatchError (wrapped).
+// want may carry a "sha256:" prefix. A ref the policy refuses is refused
+// first, even when want is cached; otherwise, if want is set and already
+// cached, Fetch returns without any network access. Invalid or refused
+// input gives a *host.ValidationError, a blob over MaxSize one on "size",
+// and a wrong digest a *DigestMismatchError (wrapped) that does not tell
+// the actual digest. Error messages carry refs only through Redact.
 func (c *Cache) Fetch(ctx context.Context, ref, want string) (Entry, error) {
 	if err := c.setup(); err != nil {
 		return Entry{}, err
@@ -46,11 +51,11 @@ func (c *Cache) Fetch(ctx context.Context, ref, want string) (Entry, error) {
 	if want != "" && !validHex(want) {
 		return Entry{}, host.Invalid("sha256", "want 64 hex characters")
 	}
-	kind, err := refKind(ref)
+	src, err := c.source(ref)
 	if err != nil {
 		return Entry{}, err
 	}
-	if kind != kindOCI && want == "" {
+	if src.kind != kindOCI && want == "" {
 		return Entry{}, host.Invalid("sha256", "required for URL and file sources")
 	}
 	if want != "" {
@@ -64,21 +69,25 @@ func (c *Cache) Fetch(ctx context.Context, ref, want string) (Entry, error) {
 	if want != "" {
 		key = "sha256:" + want
 	}
-	return c.do(ctx, key, func(ctx context.Context) (Entry, error) {
+	e, err := c.do(ctx, key, func(ctx context.Context) (Entry, error) {
 		if want != "" {
 			if e, err := c.Lookup(want); err == nil {
 				return e, nil // another flight stored it meanwhile
 			}
 		}
-		switch kind {
+		switch src.kind {
 		case kindURL:
-			return c.fetchURL(ctx, ref, want)
+			return c.fetchURL(ctx, src.url, want)
 		case kindFile:
-			return c.fetchFile(ctx, ref, want)
+			return c.fetchFile(ctx, src.file, want)
 		default:
 			return c.fetchOCI(ctx, ref, want)
 		}
 	})
+	if errors.Is(err, errMismatch) {
+		return Entry{}, fmt.Errorf("images: fetch: %w", &DigestMismatchError{Ref: Redact(ref), Want: want})
+	}
+	return e, redactErr(err)
 }
 
 type sourceKind int
@@ -89,26 +98,56 @@ const (
 	kindOCI
 )
 
-func refKind(ref string) (sourceKind, error) {
+// source is a ref that passed the policy.
+type source struct {
+	kind sourceKind
+	url  *url.URL // kindURL
+	file localFile
+}
+
+// source parses ref and applies the policy: URLs and registries only from
+// Origins, local files only below ImportDirs.
+func (c *Cache) source(ref string) (source, error) {
 	switch {
 	case ref == "":
-		return 0, host.Invalid("ref", "must not be empty")
+		return source{}, host.Invalid("ref", "must not be empty")
 	case strings.HasPrefix(ref, "https://"), strings.HasPrefix(ref, "http://"):
-		return kindURL, nil
-	case strings.HasPrefix(ref, "file://"), strings.HasPrefix(ref, "/"):
-		return kindFile, nil
-	case strings.Contains(ref, "://") && !strings.HasPrefix(ref, "oci://"):
-		return 0, host.Invalid("ref", "unsupported scheme (want https, http, file or oci)")
-	default:
-		repo, _ := splitOCI(ref)
-		reg, _, _ := strings.Cut(repo, "/")
-		if !strings.Contains(repo, "/") || (!strings.ContainsAny(reg, ".:") && reg != "localhost") {
-			// Never fall back to Docker Hub: a relative path must not
-			// turn into a network pull.
-			return 0, host.Invalid("ref", "OCI reference must start with a registry host (registry.example.com/repo:tag)")
+		u, err := url.Parse(ref)
+		if err != nil || u.Host == "" || u.Hostname() == "" {
+			return source{}, host.Invalid("ref", "%s is not a valid URL", Redact(ref))
 		}
-		return kindOCI, nil
+		if err := c.checkRemote(u); err != nil {
+			return source{}, err
+		}
+		return source{kind: kindURL, url: u}, nil
+	case strings.HasPrefix(ref, "file://"), strings.HasPrefix(ref, "/"):
+		f, err := c.localSource(ref)
+		return source{kind: kindFile, file: f}, err
+	case strings.Contains(ref, "://") && !strings.HasPrefix(ref, "oci://"):
+		return source{}, host.Invalid("ref", "unsupported scheme (want https, http, file or oci)")
 	}
+	if Redact(ref) != ref {
+		return source{}, host.Invalid("ref", "an OCI reference carries no credentials or query; registry credentials come from the server's keychain")
+	}
+	repo, _ := splitOCI(ref)
+	reg, _, _ := strings.Cut(repo, "/")
+	if !strings.Contains(repo, "/") || (!strings.ContainsAny(reg, ".:") && reg != "localhost") {
+		// Never fall back to Docker Hub: a relative path must not
+		// turn into a network pull.
+		return source{}, host.Invalid("ref", "OCI reference must start with a registry host (registry.example.com/repo:tag)")
+	}
+	if len(c.origins) == 0 {
+		return source{}, errRemoteDisabled
+	}
+	u := &url.URL{Scheme: "https", Host: reg, Path: "/v2/"}
+	if c.allowedURL(u) {
+		return source{kind: kindOCI}, nil
+	}
+	u.Scheme = "http"
+	if c.allowedURL(u) {
+		return source{kind: kindOCI}, nil
+	}
+	return source{}, host.Invalid("ref", "registry %s is not an allowed image origin (serve --image-origin)", reg)
 }
 
 // call is one download that several Fetch callers may wait for.
@@ -163,74 +202,47 @@ func (c *Cache) do(ctx context.Context, key string, fn func(context.Context) (En
 	}
 }
 
-// safeURL drops credentials and the query (signed URLs) for logs and errors.
-func safeURL(u *url.URL) string {
-	v := *u
-	v.User = nil
-	v.RawQuery = ""
-	v.Fragment = ""
-	return v.String()
-}
-
-func (c *Cache) fetchURL(ctx context.Context, raw, want string) (Entry, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return Entry{}, host.Invalid("ref", "not a valid URL")
-	}
+// fetchURL downloads u through the guarded client: origins are checked on
+// every request and redirect, addresses on every dial.
+func (c *Cache) fetchURL(ctx context.Context, u *url.URL, want string) (Entry, error) {
+	safe := Redact(u.String())
 	start := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return Entry{}, fmt.Errorf("images: fetch %s: %w", safeURL(u), err)
+		return Entry{}, fmt.Errorf("images: fetch %s: %w", safe, err)
 	}
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		if ue, ok := err.(*url.Error); ok {
 			err = ue.Err // its message repeats the URL, secrets included
 		}
-		return Entry{}, fmt.Errorf("images: fetch %s: %w", safeURL(u), err)
+		return Entry{}, fmt.Errorf("images: fetch %s: %w", safe, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return Entry{}, fmt.Errorf("images: fetch %s: server answered %s", safeURL(u), resp.Status)
+		return Entry{}, fmt.Errorf("images: fetch %s: server answered %s", safe, resp.Status)
 	}
-	e, err := c.store(ctx, resp.Body, want, resp.ContentLength)
+	e, err := c.store(ctx, resp.Body, resp.ContentLength, want)
 	if err != nil {
-		return Entry{}, fmt.Errorf("images: fetch %s: %w", safeURL(u), err)
+		return Entry{}, fmt.Errorf("images: fetch %s: %w", safe, err)
 	}
-	c.Log.Info("image fetched", "url", safeURL(u), "digest", e.Digest, "size", e.Size,
+	c.Log.Info("image fetched", "url", safe, "digest", e.Digest, "size", e.Size,
 		"duration", time.Since(start).Round(time.Millisecond))
 	return e, nil
 }
 
-func (c *Cache) fetchFile(ctx context.Context, ref, want string) (Entry, error) {
-	p := ref
-	if strings.HasPrefix(ref, "file://") {
-		u, err := url.Parse(ref)
-		if err != nil || (u.Host != "" && u.Host != "localhost") {
-			return Entry{}, host.Invalid("ref", "want file:///absolute/path")
-		}
-		p = u.Path
-	}
-	if !filepath.IsAbs(p) {
-		return Entry{}, host.Invalid("ref", "file path must be absolute")
-	}
-	f, err := os.Open(p)
+// fetchFile copies a file below an import directory.
+func (c *Cache) fetchFile(ctx context.Context, lf localFile, want string) (Entry, error) {
+	f, fi, err := lf.open()
 	if err != nil {
-		return Entry{}, fmt.Errorf("images: fetch file: %w", err)
+		return Entry{}, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	e, err := c.store(ctx, f, fi.Size(), want)
 	if err != nil {
-		return Entry{}, fmt.Errorf("images: fetch file: %w", err)
+		return Entry{}, fmt.Errorf("images: fetch file %s: %w", lf.path, err)
 	}
-	if !fi.Mode().IsRegular() {
-		return Entry{}, host.Invalid("ref", "%s is not a regular file", p)
-	}
-	e, err := c.store(ctx, f, want, fi.Size())
-	if err != nil {
-		return Entry{}, fmt.Errorf("images: fetch file %s: %w", p, err)
-	}
-	c.Log.Info("image copied", "path", p, "digest", e.Digest, "size", e.Size)
+	c.Log.Info("image copied", "path", lf.path, "digest", e.Digest, "size", e.Size)
 	return e, nil
 }
 
@@ -254,13 +266,6 @@ func (c *Cache) resolvedEntry(ref string) (Entry, bool) {
 	return e, err == nil
 }
 
-func (c *Cache) transport() http.RoundTripper {
-	if c.HTTP != nil && c.HTTP.Transport != nil {
-		return c.HTTP.Transport
-	}
-	return http.DefaultTransport
-}
-
 func (c *Cache) fetchOCI(ctx context.Context, ref, want string) (Entry, error) {
 	s, title := splitOCI(ref)
 	r, err := name.ParseReference(s)
@@ -270,7 +275,7 @@ func (c *Cache) fetchOCI(ctx context.Context, ref, want string) (Entry, error) {
 	start := time.Now()
 	opts := []remote.Option{
 		remote.WithContext(ctx),
-		remote.WithTransport(c.transport()),
+		remote.WithTransport(c.transport),
 		remote.WithAuthFromKeychain(c.Keychain),
 	}
 	desc, err := remote.Get(r, opts...)
@@ -293,7 +298,10 @@ func (c *Cache) fetchOCI(ctx context.Context, ref, want string) (Entry, error) {
 		return Entry{}, fmt.Errorf("images: %s: layer digest %s: only sha256 is supported", ref, l.Digest)
 	}
 	if want != "" && l.Digest.Hex != want {
-		return Entry{}, fmt.Errorf("images: %s: %w", ref, &DigestMismatchError{Want: want, Got: l.Digest.Hex})
+		return Entry{}, errMismatch
+	}
+	if l.Size > c.MaxSize {
+		return Entry{}, c.tooLarge()
 	}
 	e, err := c.Lookup(l.Digest.Hex)
 	if err != nil {
@@ -306,9 +314,14 @@ func (c *Cache) fetchOCI(ctx context.Context, ref, want string) (Entry, error) {
 			return Entry{}, fmt.Errorf("images: pull %s of %s: %w", l.Digest, s, err)
 		}
 		cr := &closeOnEOF{rc: rc}
-		e, err = c.store(ctx, cr, l.Digest.Hex, l.Size)
+		e, err = c.store(ctx, cr, l.Size, l.Digest.Hex)
 		if !cr.closed {
 			rc.Close()
+		}
+		if errors.Is(err, errMismatch) {
+			// The registry's own claim was wrong; want (if any) is not
+			// what failed, so this is no DigestMismatchError.
+			return Entry{}, fmt.Errorf("images: pull %s of %s: the layer does not match its digest", l.Digest, s)
 		}
 		if err != nil {
 			return Entry{}, fmt.Errorf("images: pull %s of %s: %w", l.Digest, s, err)

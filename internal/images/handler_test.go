@@ -170,7 +170,7 @@ func BenchmarkFetchOCI(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		c, err := images.New(filepath.Join(dir, strconv.Itoa(i)))
+		c, err := images.New(filepath.Join(dir, strconv.Itoa(i)), tr.opts()...)
 		if err != nil {
 			b.Fatal(err)
 		}

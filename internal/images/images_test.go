@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -58,6 +59,15 @@ func MustCache(tb testing.TB, opts ...images.Option) *images.Cache {
 		tb.Fatal(err)
 	}
 	return c
+}
+
+// tlsOrigin returns the options that let a cache fetch from srv (a
+// loopback httptest TLS server): its CA, its origin, and private
+// addresses (tests run on 127.0.0.1).
+func tlsOrigin(srv *httptest.Server) []images.Option {
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	return []images.Option{images.WithRootCAs(pool), images.WithOrigins(srv.URL), images.WithAllowPrivate(true)}
 }
 
 // files lists every file below the cache directory (blobs and temporaries).
@@ -127,7 +137,7 @@ func TestFetchHTTPS(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("right digest", func(t *testing.T) {
-		c := MustCache(t, images.WithHTTPClient(srv.Client()))
+		c := MustCache(t, tlsOrigin(srv)...)
 		e, err := c.Fetch(ctx, u, "sha256:"+hexOf(data))
 		if err != nil {
 			t.Fatalf("Fetch: %v", err)
@@ -138,39 +148,46 @@ func TestFetchHTTPS(t *testing.T) {
 		}
 	})
 	t.Run("wrong digest", func(t *testing.T) {
-		c := MustCache(t, images.WithHTTPClient(srv.Client()))
+		c := MustCache(t, tlsOrigin(srv)...)
 		_, err := c.Fetch(ctx, u, hexOf([]byte("other")))
 		var dm *images.DigestMismatchError
-		if !errors.As(err, &dm) || dm.Got != hexOf(data) {
-			t.Errorf("Fetch with a wrong digest: err = %v, want a DigestMismatchError with the real digest", err)
+		if !errors.As(err, &dm) || dm.Want != hexOf([]byte("other")) {
+			t.Fatalf("Fetch with a wrong digest: err = %v, want a DigestMismatchError", err)
+		}
+		want := "digest mismatch: the content at " + u + " does not have sha256:" + hexOf([]byte("other"))
+		if dm.Error() != want {
+			t.Errorf("mismatch message = %q, want %q", dm.Error(), want)
+		}
+		if strings.Contains(err.Error(), hexOf(data)) {
+			t.Errorf("Fetch error %q tells the actual digest of content the caller did not supply", err)
 		}
 		assertEmpty(t, c)
 	})
 	t.Run("server 500", func(t *testing.T) {
 		fail.Store(true)
 		defer fail.Store(false)
-		c := MustCache(t, images.WithHTTPClient(srv.Client()))
+		c := MustCache(t, tlsOrigin(srv)...)
 		if _, err := c.Fetch(ctx, u, hexOf(data)); err == nil || !strings.Contains(err.Error(), "500") {
 			t.Errorf("Fetch from a failing server: err = %v, want one naming 500", err)
 		}
 		assertEmpty(t, c)
 	})
 	t.Run("404", func(t *testing.T) {
-		c := MustCache(t, images.WithHTTPClient(srv.Client()))
+		c := MustCache(t, tlsOrigin(srv)...)
 		if _, err := c.Fetch(ctx, srv.URL+"/nope", hexOf(data)); err == nil {
 			t.Error("Fetch of a missing URL succeeded")
 		}
 		assertEmpty(t, c)
 	})
 	t.Run("untrusted certificate", func(t *testing.T) {
-		c := MustCache(t) // default client: the test CA is unknown
+		c := MustCache(t, images.WithOrigins(srv.URL), images.WithAllowPrivate(true)) // the test CA is unknown
 		if _, err := c.Fetch(ctx, u, hexOf(data)); err == nil {
 			t.Error("Fetch from a server with an unknown CA succeeded")
 		}
 		assertEmpty(t, c)
 	})
 	t.Run("digest required", func(t *testing.T) {
-		c := MustCache(t, images.WithHTTPClient(srv.Client()))
+		c := MustCache(t, tlsOrigin(srv)...)
 		_, err := c.Fetch(ctx, u, "")
 		var ve *host.ValidationError
 		if !errors.As(err, &ve) {
@@ -178,7 +195,7 @@ func TestFetchHTTPS(t *testing.T) {
 		}
 	})
 	t.Run("cached needs no network", func(t *testing.T) {
-		c := MustCache(t, images.WithHTTPClient(srv.Client()))
+		c := MustCache(t, tlsOrigin(srv)...)
 		if _, err := c.Fetch(ctx, u, hexOf(data)); err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +214,7 @@ func TestFetchCredentialsNotInError(t *testing.T) {
 		http.Error(w, "no", http.StatusForbidden)
 	}))
 	defer srv.Close()
-	c := MustCache(t, images.WithHTTPClient(srv.Client()))
+	c := MustCache(t, tlsOrigin(srv)...)
 	u := strings.Replace(srv.URL, "https://", "https://user:s3cret@", 1) + "/x?token=s3cret"
 	_, err := c.Fetch(context.Background(), u, hexOf([]byte("x")))
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
@@ -207,20 +224,21 @@ func TestFetchCredentialsNotInError(t *testing.T) {
 
 func TestFetchFile(t *testing.T) {
 	data := MustRandom(t, 1<<20+3)
-	p := filepath.Join(t.TempDir(), "disk.raw")
+	dir := t.TempDir()
+	p := filepath.Join(dir, "disk.raw")
 	if err := os.WriteFile(p, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	for _, ref := range []string{p, "file://" + p} {
-		c := MustCache(t)
+		c := MustCache(t, images.WithImportDirs(dir))
 		e, err := c.Fetch(ctx, ref, hexOf(data))
 		if err != nil {
 			t.Fatalf("Fetch(%s): %v", ref, err)
 		}
 		assertBlob(t, c, e, data)
 	}
-	c := MustCache(t)
+	c := MustCache(t, images.WithImportDirs(dir))
 	if _, err := c.Fetch(ctx, p, hexOf([]byte("no"))); err == nil {
 		t.Error("Fetch of a file with a wrong digest succeeded")
 	}
@@ -310,7 +328,7 @@ func TestFetchConcurrentDownloadsOnce(t *testing.T) {
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 	}))
 	defer srv.Close()
-	c := MustCache(t, images.WithHTTPClient(srv.Client()))
+	c := MustCache(t, tlsOrigin(srv)...)
 	const n = 16
 	var started, done sync.WaitGroup
 	errs := make([]error, n)
@@ -355,7 +373,7 @@ func TestFetchCancelled(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	c := MustCache(t, images.WithHTTPClient(srv.Client()))
+	c := MustCache(t, tlsOrigin(srv)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		for requests.Load() == 0 {
@@ -417,6 +435,12 @@ func newTestRegistry(tb testing.TB) *testRegistry {
 	return tr
 }
 
+// opts lets a cache pull from the registry (a registry host origin, on
+// loopback).
+func (tr *testRegistry) opts() []images.Option {
+	return []images.Option{images.WithOrigins(tr.host), images.WithAllowPrivate(true)}
+}
+
 // push writes an OCI artifact with the given layers to repo:tag and returns
 // the manifest digest.
 func (tr *testRegistry) push(tb testing.TB, repoTag string, layers ...mutate.Addendum) v1.Hash {
@@ -464,7 +488,7 @@ func TestFetchOCI(t *testing.T) {
 		{"tag with layer digest", byTag, hexOf(data)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := MustCache(t)
+			c := MustCache(t, tr.opts()...)
 			before := tr.blobGets.Load()
 			e, err := c.Fetch(ctx, tc.ref, tc.want)
 			if err != nil {
@@ -477,7 +501,7 @@ func TestFetchOCI(t *testing.T) {
 		})
 	}
 	t.Run("wrong want", func(t *testing.T) {
-		c := MustCache(t)
+		c := MustCache(t, tr.opts()...)
 		before := tr.blobGets.Load()
 		_, err := c.Fetch(ctx, byTag, hexOf([]byte("other")))
 		var dm *images.DigestMismatchError
@@ -492,7 +516,7 @@ func TestFetchOCI(t *testing.T) {
 	t.Run("tampered blob", func(t *testing.T) {
 		tr.tamper.Store("sha256:" + hexOf(data))
 		defer tr.tamper.Store("")
-		c := MustCache(t)
+		c := MustCache(t, tr.opts()...)
 		if _, err := c.Fetch(ctx, byDigest, ""); err == nil {
 			t.Fatal("Fetch of a tampered layer succeeded")
 		} else {
@@ -501,14 +525,14 @@ func TestFetchOCI(t *testing.T) {
 		assertEmpty(t, c)
 	})
 	t.Run("unknown tag", func(t *testing.T) {
-		c := MustCache(t)
+		c := MustCache(t, tr.opts()...)
 		if _, err := c.Fetch(ctx, tr.host+"/bootpilot/disk:nope", ""); err == nil {
 			t.Error("Fetch of an unknown tag succeeded")
 		}
 		assertEmpty(t, c)
 	})
 	t.Run("tag moves", func(t *testing.T) {
-		c := MustCache(t)
+		c := MustCache(t, tr.opts()...)
 		other := MustRandom(t, 1000)
 		tr.push(t, "bootpilot/moving:latest", layer(data, ""))
 		e1, err := c.Fetch(ctx, tr.host+"/bootpilot/moving:latest", "")
@@ -524,7 +548,7 @@ func TestFetchOCI(t *testing.T) {
 		assertBlob(t, c, e2, other)
 	})
 	t.Run("digest ref resolved once", func(t *testing.T) {
-		c := MustCache(t)
+		c := MustCache(t, tr.opts()...)
 		if _, err := c.Fetch(ctx, byDigest, ""); err != nil {
 			t.Fatal(err)
 		}
@@ -546,7 +570,7 @@ func TestFetchOCITitledLayers(t *testing.T) {
 	md := tr.push(t, "bootpilot/agent:1", layer(kernel, "vmlinuz"), layer(initrd, "initramfs.cpio.gz"))
 	ref := tr.host + "/bootpilot/agent@" + md.String()
 	ctx := context.Background()
-	c := MustCache(t)
+	c := MustCache(t, tr.opts()...)
 	for title, data := range map[string][]byte{"vmlinuz": kernel, "initramfs.cpio.gz": initrd} {
 		e, err := c.Fetch(ctx, ref+"#"+title, "")
 		if err != nil {
@@ -569,7 +593,7 @@ func TestFetchOCIConcurrentDownloadsOnce(t *testing.T) {
 	tr.push(t, "bootpilot/disk:v1", layer(data, ""))
 	hold := make(chan struct{})
 	tr.holdBlobs.Store(&hold)
-	c := MustCache(t)
+	c := MustCache(t, tr.opts()...)
 	ref := tr.host + "/bootpilot/disk:v1"
 	const n = 16
 	var started, done sync.WaitGroup
@@ -605,7 +629,7 @@ func TestFetchTruncated(t *testing.T) {
 		panic(http.ErrAbortHandler) // drop the connection mid-body
 	}))
 	defer srv.Close()
-	c := MustCache(t, images.WithHTTPClient(srv.Client()))
+	c := MustCache(t, tlsOrigin(srv)...)
 	if _, err := c.Fetch(context.Background(), srv.URL+"/d", hexOf(data)); err == nil {
 		t.Error("Fetch of a truncated body succeeded")
 	}
@@ -618,7 +642,7 @@ func TestCacheLiteral(t *testing.T) {
 	if err := os.WriteFile(p, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &images.Cache{Dir: filepath.Join(t.TempDir(), "cache")}
+	c := &images.Cache{Dir: filepath.Join(t.TempDir(), "cache"), ImportDirs: []string{filepath.Dir(p)}}
 	e, err := c.Fetch(context.Background(), p, hexOf(data))
 	if err != nil {
 		t.Fatalf("Fetch on a struct-literal Cache: %v", err)

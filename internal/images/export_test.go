@@ -1,0 +1,4 @@
+package images
+
+// BlockedReason exposes blockedReason to the external tests.
+var BlockedReason = blockedReason
