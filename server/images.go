@@ -1,11 +1,10 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -44,22 +43,13 @@ func (s *Server) imageURL(hex string) string {
 	return s.opt.ExternalURL + imagesPrefix + "/" + hex
 }
 
-// uploadImage stores the request body in the cache (streamed to a temp file,
-// then imported by digest).
+// uploadImage streams the request body straight into the cache (capped by
+// the cache's size limit; nothing is kept unless the whole body arrived).
+// The caller sent the bytes, so the answer tells their digest.
 func (s *Server) uploadImage(c *gin.Context) {
-	tmp, err := os.CreateTemp("", "bootpilot-upload-*")
+	e, err := s.opt.Images.Put(c.Request.Context(), c.Request.Body, c.Request.ContentLength)
 	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	if _, err := io.Copy(tmp, c.Request.Body); err != nil {
-		s.fail(c, host.Invalid("body", "upload interrupted: %v", err))
-		return
-	}
-	e, err := s.opt.Images.Import(c.Request.Context(), tmp.Name())
-	if err != nil {
+		c.Header("Connection", "close") // the rest of the body is not read
 		s.fail(c, err)
 		return
 	}
@@ -67,17 +57,21 @@ func (s *Server) uploadImage(c *gin.Context) {
 	c.JSON(http.StatusCreated, s.imageAnswer(e))
 }
 
+// maxFetchBody caps the body of POST /api/v1/images/fetch.
+const maxFetchBody = 64 << 10
+
 // fetchImage pulls {"ref": "https://…"|"registry/repo@sha256:…", "sha256": "<hex>"}.
 func (s *Server) fetchImage(c *gin.Context) {
 	var body struct {
 		Ref    string `json:"ref"`
 		SHA256 string `json:"sha256"`
 	}
-	if err := c.ShouldBindJSON(&body); err != nil {
-		s.fail(c, host.Invalid("body", "want {\"ref\":…,\"sha256\":…}: %v", err))
+	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, maxFetchBody))
+	if err := dec.Decode(&body); err != nil {
+		s.fail(c, host.Invalid("body", "want {\"ref\":…,\"sha256\":…} of at most %d bytes: %v", maxFetchBody, err))
 		return
 	}
-	e, err := s.cacheImage(c, body.Ref, body.SHA256)
+	e, err := s.cacheImage(c, fetchFields, body.Ref, body.SHA256)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -85,18 +79,27 @@ func (s *Server) fetchImage(c *gin.Context) {
 	c.JSON(http.StatusOK, s.imageAnswer(e))
 }
 
+// imageFields names the request fields an image error is about.
+type imageFields struct{ ref, sha256 string }
+
+var (
+	fetchFields   = imageFields{ref: "ref", sha256: "sha256"}
+	profileFields = imageFields{ref: "image", sha256: "image_sha256"}
+)
+
 // cacheImage fetches ref into the cache, verified against want; a digest
-// mismatch or an unreachable source is the caller's problem (400), never a
-// deploy.
-func (s *Server) cacheImage(c *gin.Context, ref, want string) (images.Entry, error) {
+// mismatch, a refused or unreachable source is the caller's problem (400),
+// never a deploy. ref reaches logs and answers only through images.Redact,
+// and a mismatch never tells the actual digest.
+func (s *Server) cacheImage(c *gin.Context, f imageFields, ref, want string) (images.Entry, error) {
 	if hex, ok := strings.CutPrefix(ref, s.opt.ExternalURL+imagesPrefix+"/"); ok {
 		hex, _, _ = strings.Cut(hex, "/")
 		if want != "" && hex != want {
-			return images.Entry{}, host.Invalid("image_sha256", "does not match the digest in the image URL")
+			return images.Entry{}, host.Invalid(f.sha256, "does not match the digest in the image URL")
 		}
 		e, err := s.opt.Images.Lookup(hex)
 		if errors.Is(err, host.ErrNotFound) {
-			return e, host.Invalid("image", "no image %s in this server's cache", hex)
+			return e, host.Invalid(f.ref, "no image %s in this server's cache", hex)
 		}
 		return e, err
 	}
@@ -105,13 +108,20 @@ func (s *Server) cacheImage(c *gin.Context, ref, want string) (images.Entry, err
 	var ve *host.ValidationError
 	switch {
 	case errors.As(err, &dm):
-		return e, host.Invalid("image_sha256", "%v", err)
+		return e, host.Invalid(f.sha256, "%s", dm.Error())
 	case errors.As(err, &ve):
-		return e, err
+		field := ve.Field
+		switch field {
+		case "ref":
+			field = f.ref
+		case "sha256":
+			field = f.sha256
+		}
+		return e, host.Invalid(field, "%s", ve.Reason)
 	case err != nil:
-		return e, host.Invalid("image", "cannot fetch %s: %v", ref, err)
+		return e, host.Invalid(f.ref, "cannot fetch %s: %s", images.Redact(ref), images.RedactText(err.Error()))
 	}
-	s.log.Info("image cached", "ref", ref, "digest", e.Digest, "size", e.Size, "actor", actor(c), "request_id", requestID(c))
+	s.log.Info("image cached", "ref", images.Redact(ref), "digest", e.Digest, "size", e.Size, "actor", actor(c), "request_id", requestID(c))
 	return e, nil
 }
 

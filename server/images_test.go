@@ -1,14 +1,20 @@
 package server_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/images"
+	"github.com/bootpilot/bootpilot/server"
 )
 
 func TestImageDeployProfile(t *testing.T) {
@@ -64,5 +70,66 @@ func TestImageDeployProfile(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 206 || string(part) != "disk image" {
 		t.Errorf("ranged image: %d %q", resp.StatusCode, part)
+	}
+}
+
+// rawDo sends body as is to the admin API and returns the status and answer.
+func (e *env) rawDo(method, path string, body io.Reader) (int, string) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.url+path, body)
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// jsonBody encodes v.
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
+}
+
+// TestImageFetchLocalPathAttack is the reported attack: a local path of a
+// secret file in the data dir, with a wrong digest, used to answer 400 with
+// the file's real digest; sent back, that digest cached the file, and
+// GET /images/v1/<digest> served it to anyone. Now the path is refused
+// (no import dir) without the digest, whatever digest is offered, through
+// the fetch API and a profile's image alike.
+func TestImageFetchLocalPathAttack(t *testing.T) {
+	dataDir := t.TempDir()
+	cache, err := images.New(filepath.Join(dataDir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "sqlite", func(o *server.Options) { o.Images = cache })
+	secret := []byte("-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n")
+	keyFile := filepath.Join(dataDir, "ca-key.pem")
+	if err := os.WriteFile(keyFile, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(secret)
+	real := hex.EncodeToString(sum[:])
+	zeros := strings.Repeat("0", 64)
+	for _, ref := range []string{keyFile, "file://" + keyFile} {
+		for _, want := range []string{zeros, real} {
+			code, body := e.rawDo("POST", "/api/v1/images/fetch", jsonBody(map[string]string{"ref": ref, "sha256": want}))
+			if code != http.StatusBadRequest || (want == zeros && strings.Contains(body, real)) {
+				t.Errorf("fetch %s with sha256 %.8s… = %d %s, want 400 without the file's digest", ref, want, code, body)
+			}
+			profile := map[string]any{"name": "steal", "kernel": "https://k.example/vmlinuz", "installer": "image",
+				"image": ref, "image_sha256": want}
+			code, body = e.rawDo("POST", "/api/v1/profiles", jsonBody(profile))
+			if code != http.StatusBadRequest || (want == zeros && strings.Contains(body, real)) {
+				t.Errorf("profile with image %s, sha256 %.8s… = %d %s, want 400 without the file's digest", ref, want, code, body)
+			}
+		}
+	}
+	if code, _ := e.get(e.url + "/images/v1/" + real); code != http.StatusNotFound {
+		t.Errorf("GET /images/v1/<digest of the key> = %d, want 404", code)
 	}
 }

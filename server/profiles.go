@@ -9,6 +9,7 @@ import (
 
 	"github.com/bootpilot/bootpilot/bootscripts"
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/images"
 )
 
 func (s *Server) profileRoutes(api *gin.RouterGroup) {
@@ -73,6 +74,7 @@ func (s *Server) createProfile(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	redactProfileImage(&p)
 	out, err := s.store.CreateProfile(c.Request.Context(), p)
 	if err != nil {
 		s.fail(c, err)
@@ -91,8 +93,17 @@ func (s *Server) cacheProfileImage(c *gin.Context, p host.Profile) error {
 	if s.opt.Images == nil {
 		return host.Invalid("image", "this server has no image cache")
 	}
-	_, err := s.cacheImage(c, p.Image, p.ImageSHA256)
+	_, err := s.cacheImage(c, profileFields, p.Image, p.ImageSHA256)
 	return err
+}
+
+// redactProfileImage drops credentials and a signed query from p's image
+// source before it is stored and shown: the blob is cached by digest, so
+// the source is only a record of where it came from.
+func redactProfileImage(p *host.Profile) {
+	if p.Image != "" {
+		p.Image = images.Redact(p.Image)
+	}
 }
 
 func (s *Server) listProfiles(c *gin.Context) {
@@ -140,7 +151,13 @@ func (s *Server) patchProfile(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	p, err := s.store.UpdateProfile(c.Request.Context(), c.Param("name"), apply)
+	p, err := s.store.UpdateProfile(c.Request.Context(), c.Param("name"), func(p *host.Profile) error {
+		if err := apply(p); err != nil {
+			return err
+		}
+		redactProfileImage(p)
+		return nil
+	})
 	if err != nil {
 		s.fail(c, err)
 		return

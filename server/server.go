@@ -50,12 +50,13 @@ type Store interface {
 
 var _ Store = (*store.DB)(nil)
 
-// Images is the image cache (implemented by *images.Cache). Fetch and
-// Import return a *host.ValidationError for bad references and a wrapped
-// *images.DigestMismatchError for bad digests; Lookup host.ErrNotFound.
+// Images is the image cache (implemented by *images.Cache). Fetch returns
+// a *host.ValidationError for bad or refused references and a wrapped
+// *images.DigestMismatchError for bad digests; Put a *host.ValidationError
+// for an interrupted or oversized upload; Lookup host.ErrNotFound.
 type Images interface {
 	Fetch(ctx context.Context, ref, want string) (images.Entry, error)
-	Import(ctx context.Context, path string) (images.Entry, error)
+	Put(ctx context.Context, r io.Reader, size int64) (images.Entry, error)
 	Lookup(hexDigest string) (images.Entry, error)
 	Handler() http.Handler
 }
