@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +44,9 @@ var (
 		"(or BOOTPILOT_SECRET_KEY_FILE)"}
 	errNoISOBuilder = errNotConfigured{"virtual media needs ISO builds: start the server with --db-key/--db-cert (or --iso-unsigned)"}
 )
+
+// plaintextReason is the audit reason's part for a BMC on http://.
+const plaintextReason = "BMC settings set with insecure plaintext (credentials travel in clear)"
 
 // passwordContext binds a sealed BMC password to its host.
 func passwordContext(name string) string { return "bmc-password:" + name }
@@ -120,8 +122,8 @@ func (o *redfishOps) readyMedia() error {
 
 func viewBMC(b store.BMC) host.BMCInfo {
 	return host.BMCInfo{Host: b.Host, URL: b.URL, Username: b.Username, HasPassword: b.SealedPassword != "",
-		HasCA: b.CAPEM != "", Insecure: b.Insecure, Session: b.Session, MediaInserted: b.MediaInserted,
-		MediaSince: b.MediaSince, UpdatedAt: b.UpdatedAt}
+		HasCA: b.CAPEM != "", Insecure: b.Insecure, InsecurePlaintext: b.InsecurePlaintext, Session: b.Session,
+		MediaInserted: b.MediaInserted, MediaSince: b.MediaSince, UpdatedAt: b.UpdatedAt}
 }
 
 func (s *Server) putBMC(c *gin.Context) {
@@ -139,34 +141,16 @@ func (s *Server) putBMC(c *gin.Context) {
 	}
 	name := c.Param("name")
 	ctx := c.Request.Context()
-	if err := host.CheckURL("url", body.URL); err != nil {
+	if err := body.Validate(); err != nil {
 		s.fail(c, err)
 		return
-	}
-	if u, _ := url.Parse(body.URL); u.RawQuery != "" || u.Fragment != "" {
-		s.fail(c, host.Invalid("url", "must not carry a query or fragment"))
-		return
-	}
-	if body.Username == "" || len(body.Username) > 255 {
-		s.fail(c, host.Invalid("username", "must be 1-255 characters"))
-		return
-	}
-	if body.CAPEM != "" {
-		if body.Insecure {
-			s.fail(c, host.Invalid("insecure", "contradicts ca_pem: give one or the other"))
-			return
-		}
-		if !x509.NewCertPool().AppendCertsFromPEM([]byte(body.CAPEM)) {
-			s.fail(c, host.Invalid("ca_pem", "no PEM certificate found"))
-			return
-		}
 	}
 	if _, err := s.store.GetHost(ctx, name); err != nil {
 		s.fail(c, err)
 		return
 	}
 	b := store.BMC{Host: name, URL: strings.TrimRight(body.URL, "/"), Username: body.Username,
-		CAPEM: body.CAPEM, Insecure: body.Insecure, Session: body.Session}
+		CAPEM: body.CAPEM, Insecure: body.Insecure, InsecurePlaintext: body.InsecurePlaintext, Session: body.Session}
 	if body.Password != "" {
 		b.SealedPassword = s.opt.Secrets.Seal([]byte(body.Password), passwordContext(name))
 	} else {
@@ -182,6 +166,10 @@ func (s *Server) putBMC(c *gin.Context) {
 	}
 	reason := fmt.Sprintf("BMC %s, user %s", b.URL, b.Username)
 	switch {
+	case b.InsecurePlaintext:
+		reason += ", " + plaintextReason
+		s.log.Warn("bmc: BMC settings set with insecure plaintext, credentials travel in clear", "host", name,
+			"actor", actor(c), "request_id", requestID(c))
 	case b.Insecure:
 		reason += ", TLS verification DISABLED (insecure)"
 		s.log.Warn("bmc: TLS verification disabled", "host", name, "actor", actor(c), "request_id", requestID(c))
@@ -250,7 +238,7 @@ func (o *redfishOps) bmcOf(ctx context.Context, name string) (store.BMC, redfish
 		return b, redfish.Endpoint{}, fmt.Errorf("open the BMC password of %s (sealed by another key? see bootpilot bmc rotate-key): %w", name, err)
 	}
 	ep := redfish.Endpoint{URL: b.URL, Username: b.Username, Password: string(pw), CAPEM: []byte(b.CAPEM),
-		Insecure: b.Insecure, Session: b.Session, Logger: o.s.log}
+		Insecure: b.Insecure, InsecurePlaintext: b.InsecurePlaintext, Session: b.Session, Logger: o.s.log}
 	if o.s.opt.RedfishEndpoint != nil {
 		o.s.opt.RedfishEndpoint(&ep)
 	}

@@ -449,6 +449,77 @@ func TestBMCOperations(t *testing.T) {
 	}
 }
 
+// TestBMCPlaintext: an http:// BMC URL is refused (400 naming url and the
+// way out) unless insecure_plaintext is set; then it is stored, shown,
+// audited, logged as a warning, and the BMC is reached. A row stored before
+// the rule (http://, no flag) is refused before any request reaches the BMC.
+func TestBMCPlaintext(t *testing.T) {
+	e := newRFEnv(t, "sqlite", 4096)
+	e.addHost("node01", mac1, "10.0.2.15/24")
+	sim := bmcsim.New(bmcsim.Config{Username: bmcUser, Password: bmcPass, PoweredOn: true})
+	var requests atomic.Int32
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		sim.ServeHTTP(w, r)
+	}))
+	t.Cleanup(plain.Close)
+	set := map[string]any{"url": plain.URL, "username": bmcUser, "password": bmcPass}
+
+	var refused struct{ Error, Field string }
+	if code := e.do("PUT", "/api/v1/hosts/node01/bmc", set, &refused); code != 400 || refused.Field != "url" ||
+		!strings.Contains(refused.Error, "in clear") || !strings.Contains(refused.Error, "insecure_plaintext") {
+		t.Errorf("PUT bmc http:// = %d %+v, want 400 on url explaining insecure_plaintext", code, refused)
+	}
+	if _, err := e.db.GetBMC(context.Background(), "node01"); err == nil {
+		t.Error("a refused http:// BMC was stored")
+	}
+	for field, body := range map[string]map[string]any{
+		"insecure_plaintext": {"url": "https://10.0.0.10", "username": bmcUser, "password": bmcPass, "insecure_plaintext": true},
+		"insecure":           {"url": plain.URL, "username": bmcUser, "password": bmcPass, "insecure_plaintext": true, "insecure": true},
+	} {
+		if code := e.do("PUT", "/api/v1/hosts/node01/bmc", body, &refused); code != 400 || refused.Field != field {
+			t.Errorf("PUT bmc %v = %d %+v, want 400 on %s", body, code, refused, field)
+		}
+	}
+
+	set["insecure_plaintext"] = true
+	var view host.BMCInfo
+	e.mustDo(200, "PUT", "/api/v1/hosts/node01/bmc", set, &view)
+	if !view.InsecurePlaintext || view.URL != plain.URL {
+		t.Errorf("PUT bmc http:// with insecure_plaintext = %+v", view)
+	}
+	_, evs := e.raw("GET", "/api/v1/hosts/node01/events", nil)
+	if !strings.Contains(evs, "BMC settings set with insecure plaintext (credentials travel in clear)") {
+		t.Errorf("insecure plaintext not audited:\n%s", evs)
+	}
+	if !strings.Contains(e.log.String(), "level=WARN") || !strings.Contains(e.log.String(), "insecure plaintext") {
+		t.Errorf("insecure plaintext not logged as a warning:\n%s", e.log.String())
+	}
+	var test map[string]any
+	e.mustDo(200, "POST", "/api/v1/hosts/node01/bmc/test", nil, &test)
+	if test["power_state"] != "On" || requests.Load() == 0 {
+		t.Errorf("bmc test over plaintext = %v (%d requests)", test, requests.Load())
+	}
+
+	// A row stored before the rule: refused, nothing sent.
+	b, _ := e.db.GetBMC(context.Background(), "node01")
+	b.InsecurePlaintext = false
+	if err := e.db.SetBMC(context.Background(), "node01", b, host.Record{Action: "bmc-set"}); err != nil {
+		t.Fatal(err)
+	}
+	before := requests.Load()
+	if code := e.do("POST", "/api/v1/hosts/node01/power", map[string]any{"action": "status"}, &refused); code != 400 ||
+		refused.Field != "url" || !strings.Contains(refused.Error, "insecure_plaintext") {
+		t.Errorf("power with a stored http:// BMC without the flag = %d %+v, want 400 on url", code, refused)
+	}
+	if n := requests.Load() - before; n != 0 {
+		t.Errorf("the plaintext BMC got %d requests, want 0", n)
+	}
+	if strings.Contains(e.log.String(), bmcPass) || strings.Contains(evs, bmcPass) {
+		t.Error("the BMC password appears in the log or events")
+	}
+}
+
 // TestBMCNotConfigured: without a secret key the BMC API says how to make one.
 func TestBMCNotConfigured(t *testing.T) {
 	e := newEnv(t, "sqlite")
