@@ -90,6 +90,9 @@ func (s *Server) bootScript(c *gin.Context) {
 		return
 	}
 	cb, cbHash := token.New()
+	if plan.Action == host.ActionInstall && !s.installConfigRenders(c, h, plan.Attempt, cb, profiles) {
+		return
+	}
 	var script []byte
 	var served host.Action
 	after, err := s.store.UpdateHost(ctx, name, func(h *host.Host) ([]host.Record, error) {
@@ -247,6 +250,65 @@ func (s *Server) renderAction(h host.Host, a host.Action, cb string, profiles ma
 	return buf.Bytes(), nil
 }
 
+// installConfigRenders renders the profile's own installer config for the
+// install attempt about to be served (within the user-template budget,
+// output discarded) and reports whether the boot may go on. When it cannot
+// render, the host boots its disk and the failure is an audit event; the
+// state does not change, so fixing the profile lets the next boot install.
+// It runs before the boot's transaction, which must not hold the host row
+// while a user template renders.
+func (s *Server) installConfigRenders(c *gin.Context, h host.Host, attempt int, cb string, profiles map[string]host.Profile) bool {
+	h.Attempt = attempt
+	d, err := s.scriptData(h, host.ActionInstall, cb, profiles)
+	if err != nil {
+		return true // renderAction reports it, in the transaction
+	}
+	err = s.render.CheckProfileConfig(c.Request.Context(), d)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, context.Canceled):
+		c.Abort() // the host went away
+	case errors.Is(err, bootscripts.ErrBusy):
+		s.bootError(c, h.Name, "render config", err) // 503: the host boots its disk, the next boot retries
+	default:
+		s.log.Error("boot: profile config does not render; serving localboot", "host", h.Name, "profile", d.Profile.Name,
+			"request_id", requestID(c), "err", err)
+		s.recordRenderFailure(c, h.Name, d.Profile.Name, "", err)
+		s.metrics.boot(string(host.ActionLocalboot))
+		s.localboot(c)
+	}
+	return false
+}
+
+// recordRenderFailure stores the audit event of a profile config (file ""
+// for all of them) that could not be rendered for host name.
+func (s *Server) recordRenderFailure(c *gin.Context, name, profile, file string, err error) {
+	reason := renderFailureReason(profile, file, requestID(c), err)
+	_, uerr := s.store.UpdateHost(c.Request.Context(), name, func(h *host.Host) ([]host.Record, error) {
+		return []host.Record{{Host: h.Name, Actor: "boot", Action: "render-failed", Attempt: h.Attempt,
+			Reason: reason, RequestID: requestID(c), Time: s.now().UTC()}}, nil
+	})
+	if uerr != nil {
+		s.log.Error("boot: record render failure", "host", name, "request_id", requestID(c), "err", uerr)
+	}
+}
+
+// renderFailureReason is the audit text of a render failure: the bound a
+// *bootscripts.BudgetError names (never a value), else a pointer to the log,
+// which has the details (template errors may quote the rendered data).
+func renderFailureReason(profile, file, rid string, err error) string {
+	what := "profile " + profile + " config"
+	if file != "" {
+		what += " " + file
+	}
+	var be *bootscripts.BudgetError
+	if errors.As(err, &be) {
+		return fmt.Sprintf("%s cannot be rendered: %v", what, be)
+	}
+	return fmt.Sprintf("%s cannot be rendered; details in the server log (request id %s)", what, rid)
+}
+
 // inventory reads what iPXE said about the machine.
 func inventory(c *gin.Context, now time.Time) (host.Inventory, error) {
 	inv := host.Inventory{
@@ -378,12 +440,18 @@ func (s *Server) installerConfig(c *gin.Context) {
 		return
 	}
 	var buf bytes.Buffer
-	if err := s.render.Config(&buf, file, d); err != nil {
-		if errors.Is(err, host.ErrNotFound) {
-			s.fail(c, err)
-			return
+	if err := s.render.ConfigContext(ctx, &buf, file, d); err != nil {
+		switch {
+		case errors.Is(err, host.ErrNotFound), errors.Is(err, bootscripts.ErrBusy):
+			s.fail(c, err) // 404: no such file; 503: the installer retries
+		case errors.Is(err, context.Canceled):
+			c.Abort() // the installer went away
+		default:
+			// The profile's config (or the host's data) cannot make this
+			// file: the installer gets the error, the host an audit event.
+			s.recordRenderFailure(c, name, d.Profile.Name, file, err)
+			s.fail(c, fmt.Errorf("render %s for %s: %w", file, name, err))
 		}
-		s.fail(c, fmt.Errorf("render %s for %s: %w", file, name, err))
 		return
 	}
 	c.Header("Cache-Control", "no-store")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/bootpilot/bootpilot/bootscripts"
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/redfish"
 )
@@ -33,6 +34,8 @@ func status(err error) int {
 		return http.StatusForbidden
 	case errors.As(err, new(errNotConfigured)):
 		return http.StatusNotImplemented
+	case errors.Is(err, bootscripts.ErrBusy):
+		return http.StatusServiceUnavailable // every user-template render slot is taken; retry
 	case errors.As(err, new(*redfish.Error)), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusBadGateway // the BMC failed; its answer is in the message
 	default:
