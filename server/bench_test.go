@@ -36,7 +36,7 @@ func BenchmarkBootScript(b *testing.B) {
 		ts.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{testPKI().TLS}}
 		ts.StartTLS()
 		defer ts.Close()
-		runLoad(b, "https://"+ts.Listener.Addr().String()+"/", func(int) (string, string) { return "", "" })
+		runLoad(b, func(int) string { return "https://" + ts.Listener.Addr().String() + "/" }, func(int) (string, string) { return "", "" })
 	})
 	for _, tc := range []struct {
 		driver string
@@ -49,7 +49,10 @@ func BenchmarkBootScript(b *testing.B) {
 			db := storetest.Open(b, tc.driver)
 			seedHosts(b, db, tc.hosts)
 			e := newEnvDB(b, db)
-			runLoad(b, e.url+"/boot/v1/script?mac=", func(i int) (string, string) {
+			runLoad(b, func(i int) string {
+				n := i % tc.hosts // stage 0 always sends the MAC it booted from
+				return fmt.Sprintf("%s/boot/v1/script?mac=52-54-01-%02x-%02x-%02x", e.url, n>>16&0xff, n>>8&0xff, n&0xff)
+			}, func(i int) (string, string) {
 				n := i % tc.hosts
 				return fmt.Sprintf("h%06d", n), fmt.Sprintf("%032x", n)
 			})
@@ -96,7 +99,7 @@ func seedHosts(b *testing.B, db *store.DB, n int) {
 
 // runLoad drives b.N requests, each on a new TLS connection, from 8
 // goroutines, and reports req/s, p50/p99 latency and process CPU per request.
-func runLoad(b *testing.B, url string, creds func(i int) (user, pass string)) {
+func runLoad(b *testing.B, url func(i int) string, creds func(i int) (user, pass string)) {
 	pool := x509.NewCertPool()
 	pool.AddCert(testPKI().CA)
 	client := &http.Client{Transport: &http.Transport{
@@ -120,7 +123,7 @@ func runLoad(b *testing.B, url string, creds func(i int) (user, pass string)) {
 				if i >= b.N {
 					return
 				}
-				req, _ := http.NewRequest("GET", url, nil)
+				req, _ := http.NewRequest("GET", url(i), nil)
 				if u, p := creds(i); u != "" {
 					req.SetBasicAuth(u, p)
 				}

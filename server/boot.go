@@ -66,7 +66,14 @@ func (s *Server) bootScript(c *gin.Context) {
 		c.String(http.StatusBadRequest, "%s\n", err)
 		return
 	}
-	if inv.MAC != "" && !slices.Contains(h.MACs, inv.MAC) {
+	if inv.MAC == "" {
+		// Stage 0 always sends the MAC it booted from; a request without
+		// one would skip the check below.
+		s.metrics.boot("refused")
+		c.String(http.StatusBadRequest, "mac is required\n")
+		return
+	}
+	if !slices.Contains(h.MACs, inv.MAC) {
 		s.metrics.boot("refused")
 		s.log.Warn("boot: MAC not registered for host", "host", name, "mac", inv.MAC, "request_id", requestID(c))
 		c.String(http.StatusForbidden, "MAC %s does not belong to host %s\n", inv.MAC, name)
@@ -365,8 +372,15 @@ func (s *Server) callback(c *gin.Context) {
 	}
 	body.Detail = host.CleanText(body.Detail, host.MaxDetailText) // no terminal escapes reach the CLI
 	h, err := s.store.UpdateHost(c.Request.Context(), name, func(h *host.Host) ([]host.Record, error) {
+		// Unknown host and wrong token answer alike (host.ErrStaleToken,
+		// nothing more), so the callback cannot enumerate host names.
 		if !token.Match(h.CallbackHash, tok) {
-			return nil, fmt.Errorf("%w: callback token is not the current attempt's", host.ErrStaleToken)
+			return nil, host.ErrStaleToken
+		}
+		if h.LastCallback == "" && h.State != host.StateInstalling && h.State != host.StateCleaning {
+			// The attempt this token belonged to was cancelled, failed or
+			// timed out: it reports nothing any more.
+			return nil, host.ErrStaleToken
 		}
 		if body.Event == "progress" {
 			if h.LastCallback != "" {

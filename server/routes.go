@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ func init() { gin.SetMode(gin.ReleaseMode) }
 func (s *Server) routes() *gin.Engine {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
-	e.Use(s.requestID, s.observe, s.recover)
+	e.Use(s.requestID, s.observe, s.recover, secureHeaders, s.limitRequest(s.limits()))
 
 	e.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") }) // liveness
 	e.GET("/readyz", s.readyz)                                                  // database reachable
@@ -80,13 +81,42 @@ func (s *Server) recover(c *gin.Context) {
 	c.Next()
 }
 
+// readyz answers 200 only when this replica can do its job: the database
+// accepts writes (not just pings) and the data directory (image cache,
+// published media) can be written.
 func (s *Server) readyz(c *gin.Context) {
-	if err := s.store.Ping(c.Request.Context()); err != nil {
-		s.log.Warn("readyz: database unreachable", "err", err)
-		c.String(http.StatusServiceUnavailable, "database unreachable\n")
+	if err := s.store.CheckWrite(c.Request.Context()); err != nil {
+		s.log.Warn("readyz: database does not accept writes", "err", err)
+		c.String(http.StatusServiceUnavailable, "database does not accept writes\n")
+		return
+	}
+	if err := checkDirWritable(s.opt.DataDir); err != nil {
+		s.log.Warn("readyz: data directory not writable", "err", err)
+		c.String(http.StatusServiceUnavailable, "data directory not writable\n")
 		return
 	}
 	c.String(http.StatusOK, "ok\n")
+}
+
+// checkDirWritable writes, syncs and removes a small file in dir ("" skips
+// the check: a server without a data directory).
+func checkDirWritable(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	f, err := os.CreateTemp(dir, ".readyz-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write([]byte("ok"))
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // auth checks the admin bearer token against the stored hashes.

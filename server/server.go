@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/net/netutil"
 
 	"github.com/bootpilot/bootpilot/bootscripts"
 	"github.com/bootpilot/bootpilot/internal/host"
@@ -40,6 +41,7 @@ type Store interface {
 	Events(ctx context.Context, name string, limit int) ([]host.Record, error)
 	ExpiredHosts(ctx context.Context, now time.Time) ([]host.Host, error)
 	CountHosts(ctx context.Context) (map[host.State]int, error)
+	CheckWrite(ctx context.Context) error
 	CreateProfile(ctx context.Context, p host.Profile) (host.Profile, error)
 	GetProfile(ctx context.Context, name string) (host.Profile, error)
 	ListProfiles(ctx context.Context) ([]host.Profile, error)
@@ -79,6 +81,11 @@ type Options struct {
 	Images       Images      // nil: no image cache (image profiles cannot boot)
 	Logger       *slog.Logger
 	Now          func() time.Time // time.Now
+	DataDir      string           // checked for writes by /readyz; "": not checked
+
+	// Connection and request limits (limits.go).
+	MaxConnections int           // open connections at once; 0: 4096
+	BodyTimeout    time.Duration // time to read a request body; 0: 30s
 
 	// Redfish virtual media (bmc.go). Without Secrets, BMC operations
 	// answer 501 saying how to configure a key.
@@ -127,6 +134,12 @@ func New(o Options) (*Server, error) {
 	if o.AgentAfter == "" {
 		o.AgentAfter = "reboot"
 	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = defaultMaxConns
+	}
+	if o.BodyTimeout == 0 {
+		o.BodyTimeout = defaultBodyTimeout
+	}
 	if o.Policy.MaxAttempts == 0 {
 		o.Policy = host.DefaultPolicy
 	}
@@ -143,10 +156,11 @@ func New(o Options) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.engine }
 
 // TLSConfig returns the TLS configuration: RSA chain including the CA, TLS 1.2
-// at least (iPXE's newest).
+// at least (iPXE's newest) with ECDHE + AEAD suites only.
 func (s *Server) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
+		CipherSuites: cipherSuites,
 		Certificates: []tls.Certificate{s.opt.PKI.TLS},
 	}
 }
@@ -158,8 +172,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		TLSConfig:         s.TLSConfig(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	// Over the cap, new connections wait in the kernel's backlog; the
+	// per-route deadlines (limits.go) make sure slow ones make room.
+	ln = netutil.LimitListener(ln, s.opt.MaxConnections)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
 	go s.sweep(ctx)

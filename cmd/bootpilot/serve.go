@@ -92,6 +92,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 		ISO: iso, Images: cache, Logger: log,
 		MediaURL: cfg.MediaURL, MediaTTL: cfg.MediaTTL, RedfishConcurrency: cfg.RedfishConcurrency,
 		MediaDir: filepath.Join(cfg.DataDir, "media"),
+		DataDir:  cfg.DataDir, MaxConnections: cfg.MaxConnections,
 	}
 	mediaLn, err := redfishOptions(cfg, &opt)
 	if err != nil {
@@ -151,7 +152,10 @@ func redfishOptions(cfg config.Config, o *server.Options) (net.Listener, error) 
 
 // serveMedia serves media URLs over plain HTTP on ln until ctx ends.
 func serveMedia(ctx context.Context, ln net.Listener, srv *server.Server, log *slog.Logger) {
-	hs := &http.Server{Handler: srv.MediaHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+	// GET and HEAD only: no request body is worth waiting for; answers are
+	// ranged ISO reads that may stream for as long as the BMC reads.
+	hs := &http.Server{Handler: srv.MediaHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go func() {
 		<-ctx.Done()

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/images"
 )
 
 // Config is everything `bootpilot serve` can be told.
@@ -34,11 +35,18 @@ type Config struct {
 	DBCert         string        // its certificate (PEM)
 	ISOUnsigned    bool          // serve unsigned ISOs when no db key is configured
 
+	// Image sources (images.go): where the image cache may fetch from.
+	ImageOrigins      []string // ["https://mirror.example.com", "registry.example.com"]; empty: no remote fetches
+	ImageAllowPrivate bool     // also fetch from loopback, private, link-local, CGNAT, ULA addresses
+	ImageImportDirs   []string // ["/srv/images"]: files the API may import by path; empty: none
+	ImageMaxSize      int64    // 64 GiB: largest blob fetched or uploaded
+
 	SecretKeyFile      string        // key that seals BMC passwords (bootpilot secret-key init FILE)
 	MediaListen        string        // "" or ":8081": plain-HTTP listener for media URLs only
 	MediaURL           string        // base URL BMCs fetch media from; default from --media-listen or --external-url
 	MediaTTL           time.Duration // lifetime of a media URL; 0: install timeout + 1h
 	RedfishConcurrency int           // BMC operations at once across all BMCs
+	MaxConnections     int           // open HTTPS connections at once (4096)
 }
 
 // Default returns the defaults: the server runs with no flags at all.
@@ -54,8 +62,10 @@ func Default() Config {
 		AgentAfter:     "reboot",
 		LogLevel:       "info",
 		LogFormat:      "text",
+		ImageMaxSize:   images.DefaultMaxSize,
 
 		RedfishConcurrency: 50,
+		MaxConnections:     4096,
 	}
 }
 
@@ -81,6 +91,8 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.MediaURL, "media-url", c.MediaURL, "base URL BMCs fetch media from (default http://<external host>:<media-listen port>, or --external-url)")
 	fs.DurationVar(&c.MediaTTL, "media-ttl", c.MediaTTL, "lifetime of a media URL (default: install timeout + 1h)")
 	fs.IntVar(&c.RedfishConcurrency, "redfish-concurrency", c.RedfishConcurrency, "BMC operations at once across all BMCs (one at a time per BMC)")
+	c.bindImages(fs)
+	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "open HTTPS connections at once; more wait in the kernel's backlog")
 }
 
 // EnvOverlay sets every flag not given on the command line from its
@@ -166,6 +178,9 @@ func (c *Config) Validate() error {
 	if c.RedfishConcurrency < 1 || c.RedfishConcurrency > 10000 {
 		return fmt.Errorf("--redfish-concurrency %d must be 1-10000", c.RedfishConcurrency)
 	}
+	if c.MaxConnections < 16 || c.MaxConnections > 1_000_000 {
+		return fmt.Errorf("--max-connections %d must be 16-1000000", c.MaxConnections)
+	}
 	if c.MediaTTL < 0 {
 		return fmt.Errorf("--media-ttl must not be negative")
 	}
@@ -184,6 +199,9 @@ func (c *Config) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil || (u.Path != "" && u.Path != "/") {
 			return fmt.Errorf("--media-url %q must be http(s)://HOST[:PORT] with no path", c.MediaURL)
 		}
+	}
+	if err := c.validateImages(); err != nil {
+		return err
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q must be text or json", c.LogFormat)

@@ -226,6 +226,23 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
+// CheckWrite proves the database accepts writes (not only reads): it
+// rewrites the newest schema_migrations row in its own transaction. A
+// read-only database, a full disk or a lost write lock make it fail.
+func (db *DB) CheckWrite(ctx context.Context) error {
+	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var v int
+		if err := tx.Model(&schemaMigrationRow{}).Select("MAX(version)").Scan(&v).Error; err != nil {
+			return err
+		}
+		return tx.Model(&schemaMigrationRow{}).Where("version = ?", v).Update("version", gorm.Expr("version")).Error
+	})
+	if err != nil {
+		return fmt.Errorf("store: write check %s: %w", db.driver, err)
+	}
+	return nil
+}
+
 // Driver returns "sqlite" or "mysql".
 func (db *DB) Driver() string { return db.driver }
 
