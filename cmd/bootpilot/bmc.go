@@ -35,9 +35,11 @@ func newBMCSetCmd(f *clientFlags) *cobra.Command {
 	var s client.BMCSettings
 	var pwFile, caFile string
 	cmd := &cobra.Command{
-		Use:   "set NAME --url URL --username U --password-file F [--bmc-ca-cert F | --insecure] [--session]",
+		Use:   "set NAME --url URL --username U --password-file F [--bmc-ca-cert F | --insecure | --insecure-plaintext] [--session]",
 		Short: "Set a host's BMC endpoint and credentials",
-		Args:  cobra.ExactArgs(1),
+		Long: "Set a host's BMC endpoint and credentials. The URL must be https://; an http:// URL sends the BMC\n" +
+			"credentials in clear on every request and is refused unless --insecure-plaintext is given (audited).",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if caFile != "" && s.Insecure {
 				return fmt.Errorf("--bmc-ca-cert and --insecure exclude each other")
@@ -59,6 +61,9 @@ func newBMCSetCmd(f *clientFlags) *cobra.Command {
 				}
 				s.CAPEM = string(b)
 			}
+			if err := s.Validate(); err != nil { // the server checks the same
+				return fmt.Errorf("bmc set %s: %w", args[0], err)
+			}
 			c, err := f.client()
 			if err != nil {
 				return err
@@ -77,6 +82,8 @@ func newBMCSetCmd(f *clientFlags) *cobra.Command {
 	fl.StringVar(&caFile, "bmc-ca-cert", "", "PEM CA certificate(s) that sign the BMC's certificate")
 	fl.BoolVar(&s.Insecure, "insecure", false, "do not verify the BMC's TLS certificate (recorded in the audit log)")
 	fl.BoolVar(&s.Session, "session", false, "use a Redfish session (X-Auth-Token) instead of basic auth")
+	fl.BoolVar(&s.InsecurePlaintext, "insecure-plaintext", false,
+		"allow an http:// URL: the BMC credentials travel in clear (recorded in the audit log)")
 	cmd.MarkFlagRequired("url")
 	cmd.MarkFlagRequired("username")
 	return cmd
@@ -86,13 +93,7 @@ func cliPrintBMC(f *clientFlags, out io.Writer, b client.BMC) error {
 	if asJSON, _ := f.json(); asJSON {
 		return cliJSON(out, b)
 	}
-	tls := "verified (system roots)"
-	switch {
-	case b.Insecure:
-		tls = "NOT verified (--insecure)"
-	case b.HasCA:
-		tls = "verified (pinned CA)"
-	}
+	tls := cliBMCTLS(b)
 	media := "none"
 	if b.MediaInserted {
 		media = "inserted since " + cliTime(b.MediaSince)
@@ -107,6 +108,30 @@ func cliPrintBMC(f *clientFlags, out io.Writer, b client.BMC) error {
 	fmt.Fprintf(w, "media:\t%s\n", media)
 	fmt.Fprintf(w, "updated:\t%s\n", cliTime(b.UpdatedAt))
 	return w.Flush()
+}
+
+// cliBMCTLS describes how the CLI's BMC talks to its BMC. It never claims
+// TLS for an http:// URL.
+func cliBMCTLS(b client.BMC) string {
+	switch {
+	case cliPlaintext(b.URL) && b.InsecurePlaintext:
+		return cliPlaintextTLS
+	case cliPlaintext(b.URL):
+		return "none — http:// without --insecure-plaintext: refused, set the BMC again"
+	case b.Insecure:
+		return "NOT verified (--insecure)"
+	case b.HasCA:
+		return "verified (pinned CA)"
+	}
+	return "verified (system roots)"
+}
+
+// cliPlaintextTLS is the tls line of a BMC reached over http://.
+const cliPlaintextTLS = "none — credentials sent in clear (--insecure-plaintext)"
+
+// cliPlaintext reports whether a BMC URL is plain http.
+func cliPlaintext(u string) bool {
+	return strings.HasPrefix(strings.ToLower(u), "http://")
 }
 
 func newBMCShowCmd(f *clientFlags) *cobra.Command {
@@ -152,6 +177,9 @@ func newBMCTestCmd(f *clientFlags) *cobra.Command {
 			}
 			w := cliTable(out)
 			fmt.Fprintf(w, "bmc:\t%s\n", r.BMC)
+			if cliPlaintext(r.BMC) {
+				fmt.Fprintf(w, "tls:\t%s\n", cliPlaintextTLS)
+			}
 			fmt.Fprintf(w, "power:\t%s\n", r.PowerState)
 			fmt.Fprintf(w, "secure boot:\t%s\n", sb)
 			fmt.Fprintf(w, "boot override:\t%s %s %s\n", r.Boot.Target, r.Boot.Enabled, r.Boot.Mode)

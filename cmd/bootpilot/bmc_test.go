@@ -198,3 +198,50 @@ func TestBMCRotateKey(t *testing.T) {
 		}
 	}
 }
+
+// TestBMCPlaintextCLI: bmc set refuses an http:// URL unless
+// --insecure-plaintext, and then neither set, show nor test claims TLS.
+func TestBMCPlaintextCLI(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "secret.key")
+	cli(t, "secret-key", "init", keyFile)
+	realServer(t, "sqlite", func(c *config.Config) { c.ISOUnsigned, c.SecretKeyFile = true, keyFile })
+	srv := httptest.NewServer(bmcsim.New(bmcsim.Config{Username: "root", Password: cliBMCPass, PoweredOn: true}))
+	t.Cleanup(srv.Close)
+	pwFile := filepath.Join(dir, "bmc-pw")
+	os.WriteFile(pwFile, []byte(cliBMCPass+"\n"), 0o600)
+	cli(t, "host", "add", "node01", "--mac", "52:54:00:12:34:50", "--ipv4", "10.0.2.15/24", "--gateway", "10.0.2.2", "--dns", "10.0.2.3")
+
+	set := []string{"bmc", "set", "node01", "--url", srv.URL, "--username", "root", "--password-file", pwFile}
+	var out, errb bytes.Buffer
+	err := run(context.Background(), set, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "--insecure-plaintext") || !strings.Contains(err.Error(), "in clear") {
+		t.Errorf("bmc set http:// = %v, want a refusal naming --insecure-plaintext", err)
+	}
+	if err := run(context.Background(), []string{"bmc", "show", "node01"}, io.Discard, io.Discard); err == nil {
+		t.Error("a refused bmc set stored the BMC")
+	}
+
+	outputs := map[string]string{
+		"bmc set":  cli(t, append(set, "--insecure-plaintext")...),
+		"bmc show": cli(t, "bmc", "show", "node01"),
+		"bmc test": cli(t, "bmc", "test", "node01"),
+	}
+	for cmd, o := range outputs {
+		if !strings.Contains(o, "tls:") || !strings.Contains(o, "none — credentials sent in clear (--insecure-plaintext)") {
+			t.Errorf("%s does not say the credentials travel in clear:\n%s", cmd, o)
+		}
+		if strings.Contains(o, "verified") {
+			t.Errorf("%s claims TLS for an http:// BMC:\n%s", cmd, o)
+		}
+		if strings.Contains(o, cliBMCPass) {
+			t.Errorf("%s shows the BMC password", cmd)
+		}
+	}
+	if o := outputs["bmc test"]; !strings.Contains(o, "power:") || !strings.Contains(o, "On") {
+		t.Errorf("bmc test over plaintext:\n%s", o)
+	}
+	if o := cli(t, "host", "events", "node01"); !strings.Contains(o, "insecure plaintext") {
+		t.Errorf("events lack the insecure plaintext record:\n%s", o)
+	}
+}
