@@ -78,7 +78,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 	if err := bootstrapAdmin(ctx, db, cfg.DataDir, stdout); err != nil {
 		return err
 	}
-	cache, err := images.New(filepath.Join(cfg.DataDir, "images"), images.WithLogger(log))
+	cache, err := images.New(filepath.Join(cfg.DataDir, "images"), imageOptions(cfg, log)...)
 	if err != nil {
 		return err
 	}
