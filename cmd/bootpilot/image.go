@@ -23,7 +23,11 @@ func newImageCmd() *cobra.Command {
 	fetch := &cobra.Command{
 		Use:   "fetch REF --sha256 HEX",
 		Short: "Make the server fetch an https URL or OCI artifact (registry/repo@sha256:… or :tag), verified",
-		Args:  cobra.ExactArgs(1),
+		Long: "Make the server fetch REF into its cache, verified against --sha256 (required but for OCI references).\n" +
+			"The server fetches only from the origins its --image-origin allows, never from private addresses\n" +
+			"unless started with --image-allow-private, and reads local paths only below its --image-import-dir.\n" +
+			"To put a file from this machine into the cache, use: bootpilot image add FILE",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
 			if err != nil {
