@@ -476,19 +476,16 @@ func (c *treeCheck) pipe(p *parse.PipeNode, depth int) (int, error) {
 }
 
 func (c *treeCheck) branch(b *parse.BranchNode, depth int) (int, error) {
-	w := 1
-	for _, part := range []func() (int, error){
-		func() (int, error) { return c.pipe(b.Pipe, depth) },
-		func() (int, error) { return c.list(b.List, depth) },
-		func() (int, error) { return c.list(b.ElseList, depth) },
-	} {
-		pw, err := part()
-		if err != nil {
-			return 0, err
-		}
-		w += pw
+	pw, err := c.pipe(b.Pipe, depth)
+	if err != nil {
+		return 0, err
 	}
-	return w, nil
+	lw, err := c.list(b.List, depth)
+	if err != nil {
+		return 0, err
+	}
+	ew, err := c.list(b.ElseList, depth)
+	return 1 + pw + lw + ew, err
 }
 
 // rangeNode checks r and rewrites it: {{range PIPE | _range W}}{{_tick}}BODY.
