@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/mediaurl"
 	"github.com/bootpilot/bootpilot/internal/redfish"
 	"github.com/bootpilot/bootpilot/internal/store"
 	"github.com/bootpilot/bootpilot/internal/token"
@@ -80,6 +81,7 @@ func newRedfishOps(s *Server) *redfishOps {
 
 func (s *Server) bmcRoutes(e *gin.Engine, api *gin.RouterGroup) {
 	s.rf = newRedfishOps(s)
+	s.warnPlainMedia()
 	mh := gin.WrapH(s.MediaHandler())
 	e.GET("/media/v1/:file", mh)                         // BMCs: the host's ISO on a signed, expiring URL
 	e.HEAD("/media/v1/:file", mh)                        // BMCs: its size
@@ -573,15 +575,18 @@ func (o *redfishOps) publish(name string, data []byte) (string, time.Time, error
 	if base == "" {
 		base = o.s.opt.ExternalURL
 	}
-	if err := o.media.put(name, data, exp); err != nil {
+	id, err := o.media.put(name, data, exp)
+	if err != nil {
 		return "", exp, err
 	}
-	return signMediaURL(o.s.opt.MediaKey, base, name, exp), exp, nil
+	return mediaurl.Sign(o.s.opt.MediaKey, base, name, id, exp), exp, nil
 }
 
-// eject ejects host name's virtual media and, with clearBoot, disables the
-// boot override; the media is dropped and the step audited.
+// eject unpublishes host name's media (its URLs answer 404 from now on,
+// whatever the BMC answers), ejects the virtual media and, with clearBoot,
+// disables the boot override; the step is audited.
 func (o *redfishOps) eject(ctx context.Context, name string, clearBoot bool, actor, reqID, reason string) error {
+	o.media.drop(name)
 	err := o.dialDo(ctx, name, nil, func(rc *redfish.Client, b store.BMC) error {
 		if err := rc.EjectMedia(ctx); err != nil {
 			return err
@@ -591,7 +596,6 @@ func (o *redfishOps) eject(ctx context.Context, name string, clearBoot bool, act
 				return err
 			}
 		}
-		o.media.drop(name)
 		return o.bmcs.SetBMCMedia(ctx, name, false, o.rec(name, actor, reqID, "redfish-eject", reason))
 	})
 	return err

@@ -251,6 +251,9 @@ func testReimageViaRedfish(t *testing.T, driver string, q bmcsim.Quirks, plainMe
 	if plainMedia != strings.HasPrefix(cd.Image, "http://") {
 		t.Errorf("media URL %q: plain-HTTP listener %v", cd.Image, plainMedia)
 	}
+	if warned := strings.Contains(e.log.String(), "level=WARN msg=\""+server.PlainMediaWarning); warned != plainMedia {
+		t.Errorf("plain-HTTP media warning logged: %v, want %v", warned, plainMedia)
+	}
 	if n := len(st.BootedFrom); n == 0 || st.BootedFrom[n-1] != "Cd" {
 		t.Errorf("booted from %v, want the CD last (override Cd once)", st.BootedFrom)
 	}
@@ -518,6 +521,73 @@ func TestBMCPlaintext(t *testing.T) {
 	if strings.Contains(e.log.String(), bmcPass) || strings.Contains(evs, bmcPass) {
 		t.Error("the BMC password appears in the log or events")
 	}
+}
+
+// TestMediaURLBoundToPublication: a media URL fetches only the ISO it was
+// signed for. After an eject and a new insert (a new ISO with a new boot
+// token), the old URL is refused although it has not expired; the new one
+// serves the new ISO until it is ejected — also when the BMC cannot be
+// reached to eject it.
+func TestMediaURLBoundToPublication(t *testing.T) {
+	e := newRFEnv(t, "sqlite", 64<<10)
+	bmc := newSimBMC(t, bmcsim.Quirks{}, e.client)
+	e.addHost("node01", mac1, "10.0.2.15/24")
+	e.mustDo(200, "PUT", "/api/v1/hosts/node01/bmc", map[string]any{"url": bmc.srv.URL, "username": bmcUser,
+		"password": bmcPass, "ca_pem": bmc.caPEM()}, nil)
+	insert := func() (string, []byte) {
+		t.Helper()
+		e.mustDo(200, "POST", "/api/v1/hosts/node01/media/insert", nil, nil)
+		return bmc.CD().Image, bmc.lastFetch(t)
+	}
+	mustServe := func(what, u string, want []byte) {
+		t.Helper()
+		if code, got := get(t, e.client, u); code != 200 || !bytes.Equal(got, want) {
+			t.Errorf("GET %s = %d (%d bytes, the published ISO: %v), want 200 and the ISO", what, code, len(got), bytes.Equal(got, want))
+		}
+	}
+	mustRefuse := func(what, u string) {
+		t.Helper()
+		if code, got := get(t, e.client, u); code != 404 && code != 403 {
+			t.Errorf("GET %s = %d (%d bytes), want 404 or 403", what, code, len(got))
+		}
+	}
+
+	url1, iso1 := insert()
+	mustServe("URL1 while inserted", url1, iso1)
+	e.mustDo(200, "POST", "/api/v1/hosts/node01/media/eject", nil, nil)
+	mustRefuse("URL1 after eject", url1)
+
+	url2, iso2 := insert()
+	if bytes.Equal(iso1, iso2) {
+		t.Fatal("the second insert published the same ISO")
+	}
+	if url2 == url1 {
+		t.Error("the second insert published the same URL as the first")
+	}
+	mustRefuse("URL1 after a new ISO was published", url1)
+	mustServe("URL2", url2, iso2)
+	m := isoHeaderRE.FindSubmatch(iso2)
+	if m == nil {
+		t.Fatalf("ISO2 is not a test ISO: %.60q", iso2)
+	}
+	if code, _ := e.boot("node01", string(m[2]), mac1); code != 200 {
+		t.Errorf("boot with ISO2's token = %d, want 200", code)
+	}
+
+	url3, iso3 := insert() // insert over insert, no eject in between
+	mustRefuse("URL2 after an insert over it", url2)
+	mustServe("URL3", url3, iso3)
+	e.mustDo(200, "POST", "/api/v1/hosts/node01/media/eject", nil, nil)
+	mustRefuse("URL3 after eject", url3)
+
+	// The BMC is gone: the eject fails, the media is unpublished anyway.
+	url4, iso4 := insert()
+	mustServe("URL4", url4, iso4)
+	bmc.srv.Close()
+	if code, _ := e.raw("POST", "/api/v1/hosts/node01/media/eject", nil); code != 502 {
+		t.Errorf("eject with the BMC gone = %d, want 502", code)
+	}
+	mustRefuse("URL4 after a failed eject", url4)
 }
 
 // TestBMCNotConfigured: without a secret key the BMC API says how to make one.

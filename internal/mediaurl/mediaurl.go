@@ -1,9 +1,14 @@
 // Package mediaurl makes and checks the URLs a BMC uses to fetch a host's ISO
 // as virtual media. BMCs pull the image themselves and cannot present bearer
 // tokens, so the URL carries its own authorisation: an HMAC-SHA256 over the
-// host name and an expiry time, valid for that one host's ISO only:
+// host name, the media id and an expiry time:
 //
-//	https://server/media/v1/node01.iso?exp=1795000000&sig=<64 hex digits>
+//	https://server/media/v1/node01.iso?exp=1795000000&id=<32 hex digits>&sig=<64 hex digits>
+//
+// The media id is random per published ISO (NewID), so a URL is valid for
+// that one publication of that one host's ISO: once a new ISO is published
+// or the media is unpublished (ejected), older URLs answer 404 even before
+// they expire — they never fetch a newer ISO and the boot token inside it.
 //
 // The package also serves the image: HEAD, Range/206 and many concurrent ranged
 // readers, as BMCs read ISOs in small ranges.
@@ -11,6 +16,7 @@ package mediaurl
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -34,42 +40,72 @@ const MinKeyLen = 32
 var (
 	// ErrExpired means the URL's expiry time has passed.
 	ErrExpired = fmt.Errorf("media url expired: %w", host.ErrForbidden)
-	// ErrBadSignature means the signature does not match the name and
-	// expiry (tampered, another host's URL, or another key).
+	// ErrBadSignature means the signature does not match the name, media
+	// id and expiry (tampered, another host's URL, or another key).
 	ErrBadSignature = fmt.Errorf("media url signature invalid: %w", host.ErrForbidden)
 	// ErrShortKey means the HMAC key is shorter than MinKeyLen.
 	ErrShortKey = errors.New("mediaurl: key shorter than 32 bytes")
 )
 
-// mac returns the HMAC-SHA256 of the signed string for name and exp.
-func mac(key []byte, name string, exp int64) []byte {
+// IDLen is the length of a media id: 128 bits in lower-case hex.
+const IDLen = 32
+
+// NewID returns a fresh random media id for one publication of an ISO.
+func NewID() string {
+	b := make([]byte, IDLen/2)
+	rand.Read(b) // never fails (crypto/rand since Go 1.24)
+	return hex.EncodeToString(b)
+}
+
+// validID reports whether id looks like a NewID result.
+func validID(id string) bool {
+	if len(id) != IDLen {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// mac returns the HMAC-SHA256 of the signed string for name, id and exp.
+func mac(key []byte, name, id string, exp int64) []byte {
 	h := hmac.New(sha256.New, key)
-	fmt.Fprintf(h, "bootpilot media v1\n%s\n%d", name, exp)
+	fmt.Fprintf(h, "bootpilot media v2\n%s\n%s\n%d", name, id, exp)
 	return h.Sum(nil)
 }
 
-// Sign returns the signed URL of host name's ISO under base (scheme and
-// authority, e.g. "http://10.0.0.5:8081"; a trailing slash is ignored),
-// valid until exp. It panics if key is shorter than MinKeyLen or name is not
-// a valid host name: both are programming errors.
-func Sign(key []byte, base, name string, exp time.Time) string {
+// Sign returns the signed URL of host name's ISO published as media id,
+// under base (scheme and authority, e.g. "https://10.0.0.5:8443"; a
+// trailing slash is ignored), valid until exp. It panics if key is shorter
+// than MinKeyLen, name is not a valid host name or id is not a NewID value:
+// all are programming errors.
+func Sign(key []byte, base, name, id string, exp time.Time) string {
 	if len(key) < MinKeyLen {
 		panic(ErrShortKey)
 	}
 	if err := host.ValidName("name", name); err != nil {
 		panic("mediaurl: " + err.Error())
 	}
+	if !validID(id) {
+		panic("mediaurl: media id is not 32 lower-case hex digits")
+	}
 	e := exp.Unix()
 	q := url.Values{}
 	q.Set("exp", strconv.FormatInt(e, 10))
-	q.Set("sig", hex.EncodeToString(mac(key, name, e)))
+	q.Set("id", id)
+	q.Set("sig", hex.EncodeToString(mac(key, name, id, e)))
 	return strings.TrimRight(base, "/") + PathPrefix + name + ".iso?" + q.Encode()
 }
 
-// Verify checks the exp and sig query values of a media URL for host name at
-// time now. The signature is compared in constant time. It returns
-// ErrBadSignature, ErrExpired, ErrShortKey or a *host.ValidationError.
-func Verify(key []byte, name, exp, sig string, now time.Time) error {
+// Verify checks the id, exp and sig query values of a media URL for host
+// name at time now. The signature is compared in constant time. It returns
+// ErrBadSignature, ErrExpired, ErrShortKey or a *host.ValidationError. A
+// valid URL may still name media that is no longer published: the Source
+// decides that.
+func Verify(key []byte, name, id, exp, sig string, now time.Time) error {
 	if len(key) < MinKeyLen {
 		return ErrShortKey
 	}
@@ -81,10 +117,10 @@ func Verify(key []byte, name, exp, sig string, now time.Time) error {
 		return host.Invalid("exp", "not a unix time")
 	}
 	got, err := hex.DecodeString(sig)
-	if err != nil || len(got) != sha256.Size {
+	if err != nil || len(got) != sha256.Size || !validID(id) {
 		return ErrBadSignature
 	}
-	if !hmac.Equal(got, mac(key, name, e)) {
+	if !hmac.Equal(got, mac(key, name, id, e)) {
 		return ErrBadSignature
 	}
 	if !now.Before(time.Unix(e, 0)) {

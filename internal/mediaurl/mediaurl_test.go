@@ -23,7 +23,10 @@ import (
 
 var key = bytes.Repeat([]byte("k"), 32)
 
-func parts(t *testing.T, raw string) (name, exp, sig string) {
+// id1 and id2 are two media ids (two publications).
+var id1, id2 = mediaurl.NewID(), mediaurl.NewID()
+
+func parts(t *testing.T, raw string) (name, id, exp, sig string) {
 	t.Helper()
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -33,17 +36,28 @@ func parts(t *testing.T, raw string) (name, exp, sig string) {
 	if !ok {
 		t.Fatalf("ParsePath(%q) failed", u.Path)
 	}
-	return name, u.Query().Get("exp"), u.Query().Get("sig")
+	return name, u.Query().Get("id"), u.Query().Get("exp"), u.Query().Get("sig")
+}
+
+func TestNewID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		id := mediaurl.NewID()
+		if len(id) != mediaurl.IDLen || strings.Trim(id, "0123456789abcdef") != "" || seen[id] {
+			t.Fatalf("NewID = %q: want %d fresh lower-case hex digits", id, mediaurl.IDLen)
+		}
+		seen[id] = true
+	}
 }
 
 func TestSignVerify(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	exp := now.Add(time.Hour)
-	u := mediaurl.Sign(key, "http://127.0.0.1:8081/", "node01", exp)
-	if want := "http://127.0.0.1:8081/media/v1/node01.iso?exp=1800003600&sig="; !strings.HasPrefix(u, want) {
+	u := mediaurl.Sign(key, "http://127.0.0.1:8081/", "node01", id1, exp)
+	if want := "http://127.0.0.1:8081/media/v1/node01.iso?exp=1800003600&id=" + id1 + "&sig="; !strings.HasPrefix(u, want) {
 		t.Fatalf("Sign = %q, want prefix %q", u, want)
 	}
-	name, e, sig := parts(t, u)
+	name, id, e, sig := parts(t, u)
 	otherKey := bytes.Repeat([]byte("x"), 32)
 	flip := []byte(sig)
 	if flip[0] == '0' {
@@ -52,26 +66,29 @@ func TestSignVerify(t *testing.T) {
 		flip[0] = '0'
 	}
 	tests := []struct {
-		desc           string
-		key            []byte
-		name, exp, sig string
-		now            time.Time
-		want           error
+		desc               string
+		key                []byte
+		name, id, exp, sig string
+		now                time.Time
+		want               error
 	}{
-		{"valid", key, name, e, sig, now, nil},
-		{"valid just before expiry", key, name, e, sig, exp.Add(-time.Second), nil},
-		{"expired at exp", key, name, e, sig, exp, mediaurl.ErrExpired},
-		{"expired later", key, name, e, sig, exp.Add(time.Hour), mediaurl.ErrExpired},
-		{"other host", key, "node02", e, sig, now, mediaurl.ErrBadSignature},
-		{"extended expiry", key, name, "1800007200", sig, now, mediaurl.ErrBadSignature},
-		{"tampered sig", key, name, e, string(flip), now, mediaurl.ErrBadSignature},
-		{"truncated sig", key, name, e, sig[:62], now, mediaurl.ErrBadSignature},
-		{"no sig", key, name, e, "", now, mediaurl.ErrBadSignature},
-		{"other key", otherKey, name, e, sig, now, mediaurl.ErrBadSignature},
-		{"short key", key[:16], name, e, sig, now, mediaurl.ErrShortKey},
+		{"valid", key, name, id, e, sig, now, nil},
+		{"valid just before expiry", key, name, id, e, sig, exp.Add(-time.Second), nil},
+		{"expired at exp", key, name, id, e, sig, exp, mediaurl.ErrExpired},
+		{"expired later", key, name, id, e, sig, exp.Add(time.Hour), mediaurl.ErrExpired},
+		{"other host", key, "node02", id, e, sig, now, mediaurl.ErrBadSignature},
+		{"other media id", key, name, id2, e, sig, now, mediaurl.ErrBadSignature},
+		{"no media id", key, name, "", e, sig, now, mediaurl.ErrBadSignature},
+		{"upper-case media id", key, name, strings.ToUpper(id), e, sig, now, mediaurl.ErrBadSignature},
+		{"extended expiry", key, name, id, "1800007200", sig, now, mediaurl.ErrBadSignature},
+		{"tampered sig", key, name, id, e, string(flip), now, mediaurl.ErrBadSignature},
+		{"truncated sig", key, name, id, e, sig[:62], now, mediaurl.ErrBadSignature},
+		{"no sig", key, name, id, e, "", now, mediaurl.ErrBadSignature},
+		{"other key", otherKey, name, id, e, sig, now, mediaurl.ErrBadSignature},
+		{"short key", key[:16], name, id, e, sig, now, mediaurl.ErrShortKey},
 	}
 	for _, tt := range tests {
-		err := mediaurl.Verify(tt.key, tt.name, tt.exp, tt.sig, tt.now)
+		err := mediaurl.Verify(tt.key, tt.name, tt.id, tt.exp, tt.sig, tt.now)
 		if !errors.Is(err, tt.want) {
 			t.Errorf("%s: Verify = %v, want %v", tt.desc, err, tt.want)
 		}
@@ -80,7 +97,7 @@ func TestSignVerify(t *testing.T) {
 		}
 	}
 	var ve *host.ValidationError
-	if err := mediaurl.Verify(key, name, "soon", sig, now); !errors.As(err, &ve) {
+	if err := mediaurl.Verify(key, name, id, "soon", sig, now); !errors.As(err, &ve) {
 		t.Errorf("Verify(exp=soon) = %v, want *host.ValidationError", err)
 	}
 }
@@ -105,13 +122,14 @@ func TestParsePath(t *testing.T) {
 	}
 }
 
-// newServer serves data as node01's ISO through a mediaurl.Handler.
+// newServer serves data as node01's ISO, published as media id1, through a
+// mediaurl.Handler.
 func newServer(t *testing.T, data []byte) *httptest.Server {
 	t.Helper()
 	h := &mediaurl.Handler{
 		Key: key,
-		Source: func(_ context.Context, name string) (*mediaurl.Media, error) {
-			if name != "node01" {
+		Source: func(_ context.Context, name, id string) (*mediaurl.Media, error) {
+			if name != "node01" || id != id1 {
 				return nil, fmt.Errorf("no iso for %s: %w", name, host.ErrNotFound)
 			}
 			return &mediaurl.Media{R: bytes.NewReader(data), Size: int64(len(data)), ModTime: time.Unix(1_700_000_000, 0)}, nil
@@ -126,9 +144,10 @@ func TestHandlerStatus(t *testing.T) {
 	data := []byte("0123456789")
 	srv := newServer(t, data)
 	exp := time.Now().Add(time.Hour)
-	good := mediaurl.Sign(key, srv.URL, "node01", exp)
-	other := mediaurl.Sign(key, srv.URL, "node02", exp)
-	expired := mediaurl.Sign(key, srv.URL, "node01", time.Now().Add(-time.Minute))
+	good := mediaurl.Sign(key, srv.URL, "node01", id1, exp)
+	other := mediaurl.Sign(key, srv.URL, "node02", id1, exp)
+	unpublished := mediaurl.Sign(key, srv.URL, "node01", id2, exp)
+	expired := mediaurl.Sign(key, srv.URL, "node01", id1, time.Now().Add(-time.Minute))
 	tests := []struct {
 		method, url string
 		want        int
@@ -139,6 +158,9 @@ func TestHandlerStatus(t *testing.T) {
 		{"GET", strings.Replace(good, "node01", "node02", 1), 403, ""},
 		{"GET", expired, 403, ""},
 		{"GET", other, 404, ""},
+		{"GET", unpublished, 404, ""},
+		{"GET", strings.Replace(good, id1, id2, 1), 403, ""},
+		{"GET", strings.Replace(good, "&id="+id1, "", 1), 403, ""},
 		{"GET", srv.URL + "/media/v1/node01.iso", 403, ""},
 		{"GET", srv.URL + "/other", 404, ""},
 		{"POST", good, 405, ""},
@@ -167,7 +189,7 @@ func TestConcurrentRangedReaders(t *testing.T) {
 	data := make([]byte, size)
 	rand.Read(data)
 	srv := newServer(t, data)
-	u := mediaurl.Sign(key, srv.URL, "node01", time.Now().Add(time.Hour))
+	u := mediaurl.Sign(key, srv.URL, "node01", id1, time.Now().Add(time.Hour))
 
 	out := make([]byte, size)
 	offsets := make(chan int64)
@@ -225,9 +247,9 @@ func TestConcurrentRangedReaders(t *testing.T) {
 
 func BenchmarkVerify(b *testing.B) {
 	now := time.Now()
-	name, e, sig := parts(&testing.T{}, mediaurl.Sign(key, "http://x", "node01", now.Add(time.Hour)))
+	name, id, e, sig := parts(&testing.T{}, mediaurl.Sign(key, "http://x", "node01", id1, now.Add(time.Hour)))
 	for b.Loop() {
-		if err := mediaurl.Verify(key, name, e, sig, now); err != nil {
+		if err := mediaurl.Verify(key, name, id, e, sig, now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -238,12 +260,12 @@ func BenchmarkVerify(b *testing.B) {
 func BenchmarkRangedRead64K(b *testing.B) {
 	const size, chunk = 64 << 20, 64 << 10
 	data := make([]byte, size)
-	h := &mediaurl.Handler{Key: key, Source: func(context.Context, string) (*mediaurl.Media, error) {
+	h := &mediaurl.Handler{Key: key, Source: func(context.Context, string, string) (*mediaurl.Media, error) {
 		return &mediaurl.Media{R: bytes.NewReader(data), Size: size}, nil
 	}}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	u := mediaurl.Sign(key, srv.URL, "node01", time.Now().Add(time.Hour))
+	u := mediaurl.Sign(key, srv.URL, "node01", id1, time.Now().Add(time.Hour))
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
 	b.SetBytes(chunk)
 	b.SetParallelism(4)

@@ -21,9 +21,10 @@ type Media struct {
 	Close   func() error
 }
 
-// Source opens host name's ISO. It returns an error wrapping host.ErrNotFound
-// when the host has no ISO.
-type Source func(ctx context.Context, name string) (*Media, error)
+// Source opens host name's ISO published as media id. It returns an error
+// wrapping host.ErrNotFound when the host has no ISO published under that id
+// (none at all, a newer one, or it was unpublished).
+type Source func(ctx context.Context, name, id string) (*Media, error)
 
 // Serve writes m for a GET or HEAD request, honouring Range (206 with
 // Content-Range), If-Range and conditional headers through http.ServeContent.
@@ -39,7 +40,8 @@ func Serve(w http.ResponseWriter, r *http.Request, name string, m *Media) {
 }
 
 // Handler serves signed media URLs: it checks the path, the signature and
-// the expiry, then serves the host's ISO from its Source.
+// the expiry, then serves the host's ISO published under the URL's media id
+// from its Source.
 type Handler struct {
 	Key    []byte
 	Source Source
@@ -47,9 +49,9 @@ type Handler struct {
 	Log    *slog.Logger     // defaults to slog.Default()
 }
 
-// ServeHTTP answers GET and HEAD on /media/v1/<name>.iso?exp=…&sig=…:
-// 404 for an unknown path or host, 403 for a bad or expired signature,
-// 405 for other methods.
+// ServeHTTP answers GET and HEAD on /media/v1/<name>.iso?exp=…&id=…&sig=…:
+// 404 for an unknown path or host or media that is no longer published,
+// 403 for a bad or expired signature, 405 for other methods.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -66,11 +68,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		now = h.Now
 	}
 	q := r.URL.Query()
-	if err := Verify(h.Key, name, q.Get("exp"), q.Get("sig"), now()); err != nil {
+	id := q.Get("id")
+	if err := Verify(h.Key, name, id, q.Get("exp"), q.Get("sig"), now()); err != nil {
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
-	m, err := h.Source(r.Context(), name)
+	m, err := h.Source(r.Context(), name, id)
 	if err != nil {
 		if errors.Is(err, host.ErrNotFound) {
 			http.NotFound(w, r)

@@ -36,7 +36,7 @@ type mediaServer struct {
 
 func newMediaServer(t *testing.T, data []byte) *mediaServer {
 	t.Helper()
-	h := &mediaurl.Handler{Key: mediaKey, Source: func(context.Context, string) (*mediaurl.Media, error) {
+	h := &mediaurl.Handler{Key: mediaKey, Source: func(context.Context, string, string) (*mediaurl.Media, error) {
 		return &mediaurl.Media{R: bytes.NewReader(data), Size: int64(len(data))}, nil
 	}}
 	m := &mediaServer{}
@@ -56,7 +56,7 @@ func newMediaServer(t *testing.T, data []byte) *mediaServer {
 }
 
 func (m *mediaServer) url() string {
-	return mediaurl.Sign(mediaKey, m.URL, "node01", time.Now().Add(time.Hour))
+	return mediaurl.Sign(mediaKey, m.URL, "node01", mediaurl.NewID(), time.Now().Add(time.Hour))
 }
 
 func randomData(t *testing.T, n int) []byte {
