@@ -20,7 +20,12 @@ type RowError struct {
 	Reason string
 }
 
+// Error renders e as "FILE:LINE: column: reason", or "FILE:LINE: reason"
+// when the problem is the line itself.
 func (e RowError) Error() string {
+	if e.Column == "" {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Reason)
+	}
 	return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Column, e.Reason)
 }
 
@@ -41,6 +46,13 @@ type Row struct {
 	Host host.Host
 }
 
+// Limits of a hosts CSV file. They are checked while reading, so a huge line
+// costs neither memory nor a huge error message.
+const (
+	MaxCSVField = 4096  // bytes in one field
+	MaxCSVLine  = 65536 // bytes in one line (a record, with quoted newlines)
+)
+
 // CSV columns. The first five are required.
 var (
 	requiredColumns = []string{"name", "mac", "ipv4", "gateway", "dns"}
@@ -50,9 +62,12 @@ var (
 // ReadCSV reads hosts from a CSV file with a header row. Columns: name, mac,
 // ipv4 (CIDR), gateway, dns, and optionally ipv6 (CIDR), gateway6, vlan,
 // profile, hostname, domain; several MACs or DNS servers are separated by
-// ';'. Lines starting with '#' are comments. Every host is normalized; when
+// ';'. Lines starting with '#' are comments. A field may hold at most
+// MaxCSVField bytes and a line MaxCSVLine. Every host is normalized; when
 // any row is bad the error is a RowErrors listing all of them, as
-// "hosts.csv:LINE: column: reason", and no hosts are returned.
+// "hosts.csv:LINE: column: reason", and no hosts are returned. A line that
+// is too long ends the scan. A reason quotes at most the first bytes of a
+// long value, with control characters escaped.
 func ReadCSV(r io.Reader, filename string) ([]host.Host, error) {
 	rows, err := ReadCSVRows(r, filename)
 	if err != nil {
@@ -97,24 +112,33 @@ func RescanCSV(r io.Reader, filename string, fn func(Row) error) error {
 }
 
 func scanCSV(r io.Reader, filename string, dups bool, fn func(Row) error) error {
-	cr := csv.NewReader(r)
+	cr := csv.NewReader(&lineGuard{r: r, max: MaxCSVLine})
 	cr.ReuseRecord = true
 	cr.Comment = '#'
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
 	var errs RowErrors
 	bad := func(line int, col, format string, args ...any) {
-		errs = append(errs, RowError{File: filename, Line: line, Column: col, Reason: fmt.Sprintf(format, args...)})
+		errs = append(errs, RowError{File: filename, Line: line, Column: col, Reason: clipQuoted(fmt.Sprintf(format, args...))})
 	}
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
 		bad(1, "header", "empty file; want a header row with %s", strings.Join(requiredColumns, ","))
 		return errs
 	}
+	if line, ok := lineTooLongAt(err); ok {
+		bad(line, "", "line longer than %d bytes", MaxCSVLine)
+		return errs
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", filename, err)
 	}
 	headerLine, _ := cr.FieldPos(0)
+	if longField(header) >= 0 {
+		bad(headerLine, "header", "field longer than %d bytes", MaxCSVField)
+		return errs
+	}
+	names := make([]string, len(header)) // header is reused by the next Read
 	col := map[string]int{}
 	known := map[string]bool{}
 	for _, c := range append(append([]string(nil), requiredColumns...), optionalColumns...) {
@@ -125,6 +149,7 @@ func scanCSV(r io.Reader, filename string, dups bool, fn func(Row) error) error 
 		if h == "macs" {
 			h = "mac"
 		}
+		names[i] = h
 		switch {
 		case !known[h]:
 			bad(headerLine, "header", "unknown column %q (known: %s)", h, strings.Join(append(append([]string(nil), requiredColumns...), optionalColumns...), ","))
@@ -148,7 +173,10 @@ func scanCSV(r io.Reader, filename string, dups bool, fn func(Row) error) error 
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
+		if l, ok := lineTooLongAt(err); ok {
+			bad(l, "", "line longer than %d bytes", MaxCSVLine)
+			break // the rest of the line is not read
+		}
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
 			bad(pe.Line, "row", "%v", pe.Err)
@@ -156,6 +184,16 @@ func scanCSV(r io.Reader, filename string, dups bool, fn func(Row) error) error 
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", filename, err)
+		}
+		line, _ := cr.FieldPos(0) // only after a good Read: FieldPos panics when no field was read
+		if i := longField(rec); i >= 0 {
+			fl, _ := cr.FieldPos(i)
+			column := "row"
+			if i < len(names) {
+				column = names[i]
+			}
+			bad(fl, column, "field longer than %d bytes", MaxCSVField)
+			continue
 		}
 		if len(rec) != len(header) {
 			bad(line, "row", "has %d fields, the header has %d", len(rec), len(header))
@@ -281,9 +319,9 @@ func (b *Builder) CheckRow(r Row, filename string) (RowError, bool) {
 	}
 	var ve *host.ValidationError
 	if errors.As(err, &ve) {
-		return RowError{File: filename, Line: r.Line, Column: csvColumn(ve.Field), Reason: ve.Reason}, true
+		return RowError{File: filename, Line: r.Line, Column: csvColumn(ve.Field), Reason: clipQuoted(ve.Reason)}, true
 	}
-	return RowError{File: filename, Line: r.Line, Column: "row", Reason: err.Error()}, true
+	return RowError{File: filename, Line: r.Line, Column: "row", Reason: clipQuoted(err.Error())}, true
 }
 
 // placeholderToken is as long as the tokens internal/token makes.
