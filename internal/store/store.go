@@ -41,6 +41,7 @@ type DB struct {
 // dsn is one of:
 //   - "sqlite:/path/to/bootpilot.db", or a plain path ending in ".db" or
 //     ".sqlite": SQLite with WAL, a busy timeout and immediate transactions;
+//     the database and its -wal and -shm files are made mode 0600;
 //   - "mysql://user:pass@host:3306/db?params": MySQL or MariaDB;
 //   - a go-sql-driver DSN such as "user:pass@tcp(host:3306)/db?params".
 //
@@ -63,6 +64,9 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	}
 	var dial gorm.Dialector
 	if driver == DriverSQLite {
+		if err := createSQLiteFile(sqlitePath(conn)); err != nil {
+			return nil, err
+		}
 		dial = sqlite.Open(conn)
 	} else {
 		dial = mysql.New(mysql.Config{DSN: conn})
@@ -94,6 +98,12 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	if err := db.migrate(ctx); err != nil {
 		sqlDB.Close()
 		return nil, err
+	}
+	if driver == DriverSQLite {
+		if err := restrictSQLiteFiles(sqlitePath(conn)); err != nil {
+			sqlDB.Close()
+			return nil, err
+		}
 	}
 	return db, nil
 }
