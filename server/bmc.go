@@ -582,12 +582,13 @@ func (o *redfishOps) publish(name string, data []byte) (string, time.Time, error
 	return mediaurl.Sign(o.s.opt.MediaKey, base, name, id, exp), exp, nil
 }
 
-// eject unpublishes host name's media (its URLs answer 404 from now on,
-// whatever the BMC answers), ejects the virtual media and, with clearBoot,
-// disables the boot override; the step is audited.
+// eject unpublishes host name's media once it holds the BMC's lock (its
+// URLs answer 404 from then on, whatever the BMC answers or whether it
+// answers at all), ejects the virtual media and, with clearBoot, disables
+// the boot override; the step is audited.
 func (o *redfishOps) eject(ctx context.Context, name string, clearBoot bool, actor, reqID, reason string) error {
-	o.media.drop(name)
-	err := o.dialDo(ctx, name, nil, func(rc *redfish.Client, b store.BMC) error {
+	unpublish := func() { o.media.drop(name) }
+	err := o.dialDo(ctx, name, unpublish, func(rc *redfish.Client, b store.BMC) error {
 		if err := rc.EjectMedia(ctx); err != nil {
 			return err
 		}

@@ -54,32 +54,37 @@ func (r *mediaRegistry) put(name string, data []byte, exp time.Time) (string, er
 	now := r.now()
 	e := &mediaEntry{id: mediaurl.NewID(), data: data, size: int64(len(data)), etag: `"sha256:` + hex.EncodeToString(sum[:]) + `"`,
 		mod: now.UTC().Truncate(time.Second), exp: exp}
+	tmp := ""
 	if r.dir != "" {
 		if err := os.MkdirAll(r.dir, 0o700); err != nil {
 			return "", fmt.Errorf("media dir: %w", err)
 		}
-		// A new file renamed over the old one: readers of the old ISO keep
-		// reading it until they close it.
 		f, err := os.CreateTemp(r.dir, name+".iso.*")
 		if err != nil {
 			return "", fmt.Errorf("media of %s: %w", name, err)
 		}
+		tmp = f.Name()
 		_, err = f.Write(data)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
-		e.path = filepath.Join(r.dir, name+".iso")
-		if err == nil {
-			err = os.Rename(f.Name(), e.path)
-		}
 		if err != nil {
-			os.Remove(f.Name())
+			os.Remove(tmp)
 			return "", fmt.Errorf("media of %s: %w", name, err)
 		}
-		e.data = nil
+		e.path, e.data = filepath.Join(r.dir, name+".iso"), nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// The new file is renamed over the old one under the lock, so source
+	// never opens the new file for the old entry; readers that opened the
+	// old ISO keep reading it until they close it.
+	if tmp != "" {
+		if err := os.Rename(tmp, e.path); err != nil {
+			os.Remove(tmp)
+			return "", fmt.Errorf("media of %s: %w", name, err)
+		}
+	}
 	for n, old := range r.m {
 		if now.After(old.exp) && n != name {
 			delete(r.m, n)
@@ -96,12 +101,11 @@ func (r *mediaRegistry) put(name string, data []byte, exp time.Time) (string, er
 // that already opened the file finish reading it.
 func (r *mediaRegistry) drop(name string) {
 	r.mu.Lock()
-	e, ok := r.m[name]
-	delete(r.m, name)
-	r.mu.Unlock()
-	if ok && e.path != "" {
+	defer r.mu.Unlock()
+	if e, ok := r.m[name]; ok && e.path != "" {
 		os.Remove(e.path)
 	}
+	delete(r.m, name)
 }
 
 // source is the mediaurl.Source of published media: host name's current
