@@ -87,7 +87,7 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DBCert, "db-cert", c.DBCert, "certificate (PEM) of --db-key")
 	fs.BoolVar(&c.ISOUnsigned, "iso-unsigned", c.ISOUnsigned, "let GET /api/v1/hosts/{name}/iso build unsigned ISOs (no --db-key)")
 	fs.StringVar(&c.SecretKeyFile, "secret-key-file", c.SecretKeyFile, "key file (mode 0600) that encrypts BMC passwords; make one with: bootpilot secret-key init FILE")
-	fs.StringVar(&c.MediaListen, "media-listen", c.MediaListen, "also serve signed media URLs (/media/v1/) over plain HTTP on this address, for BMCs that cannot trust a private CA")
+	fs.StringVar(&c.MediaListen, "media-listen", c.MediaListen, "also serve signed media URLs (/media/v1/) over plain HTTP on this address, for BMCs that cannot trust a private CA (the ISO and the boot token inside it travel in clear)")
 	fs.StringVar(&c.MediaURL, "media-url", c.MediaURL, "base URL BMCs fetch media from (default http://<external host>:<media-listen port>, or --external-url)")
 	fs.DurationVar(&c.MediaTTL, "media-ttl", c.MediaTTL, "lifetime of a media URL (default: install timeout + 1h)")
 	fs.IntVar(&c.RedfishConcurrency, "redfish-concurrency", c.RedfishConcurrency, "BMC operations at once across all BMCs (one at a time per BMC)")
