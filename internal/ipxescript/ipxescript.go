@@ -47,7 +47,14 @@ type Line struct {
 
 // Parse splits script into the lines iPXE runs.
 func Parse(script string) []Line {
-	var lines []Line
+	// One backing array for all tokens and one for all commands: a
+	// rendered script is parsed on every boot.
+	nl := strings.Count(script, "\n") + 1
+	p := parser{
+		toks:  make([]Token, 0, strings.Count(script, " ")+nl),
+		cmds:  make([]Command, 0, 2*nl),
+		lines: make([]Line, 0, nl),
+	}
 	var cont string // a line ended by '\', waiting for the next one
 	for off := 0; ; {
 		frag := script[off:]
@@ -64,10 +71,10 @@ func Parse(script string) []Line {
 			cont = line[:len(line)-1]
 		} else {
 			cont = ""
-			lines = append(lines, parseLine(line))
+			p.line(line)
 		}
 		if off >= len(script) {
-			return lines
+			return p.lines
 		}
 	}
 }
@@ -92,8 +99,15 @@ func IsSpecial(s string) bool {
 	return strings.HasPrefix(s, "-") || strings.Contains(s, "${") || strings.ContainsAny(s, `"'\`)
 }
 
-// parseLine splits one joined line into label, commands and comment.
-func parseLine(s string) Line {
+// parser collects the lines of one script.
+type parser struct {
+	toks  []Token
+	cmds  []Command
+	lines []Line
+}
+
+// line splits one joined line into label, commands and comment.
+func (p *parser) line(s string) {
 	if i := strings.IndexByte(s, 0); i >= 0 {
 		s = s[:i]
 	}
@@ -107,7 +121,7 @@ func parseLine(s string) Line {
 		}
 		s = s[end:]
 	}
-	var c Command
+	firstCmd, firstTok := len(p.cmds), len(p.toks)
 	for i := skipSpace(s, 0); i < len(s); i = skipSpace(s, i) {
 		end := skipWord(s, i)
 		tok := s[i:end]
@@ -116,16 +130,25 @@ func parseLine(s string) Line {
 			l.Comment = s[i:]
 			end = len(s)
 		case IsTerminator(tok):
-			c.Terminator = tok
-			l.Commands = append(l.Commands, c)
-			c = Command{}
+			p.command(firstTok, tok)
+			firstTok = len(p.toks)
 		default:
-			c.Tokens = append(c.Tokens, Token{Text: tok, Special: IsSpecial(tok)})
+			p.toks = append(p.toks, Token{Text: tok, Special: IsSpecial(tok)})
 		}
 		i = end
 	}
-	l.Commands = append(l.Commands, c)
-	return l
+	p.command(firstTok, "")
+	l.Commands = p.cmds[firstCmd:len(p.cmds):len(p.cmds)]
+	p.lines = append(p.lines, l)
+}
+
+// command ends the command whose tokens start at p.toks[first].
+func (p *parser) command(first int, terminator string) {
+	c := Command{Terminator: terminator}
+	if first < len(p.toks) {
+		c.Tokens = p.toks[first:len(p.toks):len(p.toks)]
+	}
+	p.cmds = append(p.cmds, c)
 }
 
 // skipSpace returns the index of the first non-space byte of s at or after i.
