@@ -92,7 +92,7 @@ func TestProfileNormalize(t *testing.T) {
 
 // FuzzCheckWord: whatever CheckWord accepts carries nothing iPXE interprets.
 func FuzzCheckWord(f *testing.F) {
-	for _, s := range []string{"https://a/b", "a${b}", "a||b", "a&&b", "a#b", "a b", "a\nb", "é", "a$b", "ok=1"} {
+	for _, s := range []string{"https://a/b", "a${b}", "a||b", "a&&b", "a#b", "a b", "a\nb", "é", "a$b", "ok=1", ";", "a;b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -103,6 +103,9 @@ func FuzzCheckWord(f *testing.F) {
 			if strings.Contains(s, bad) {
 				t.Fatalf("CheckWord accepted %q containing %q", s, bad)
 			}
+		}
+		if s == ";" {
+			t.Fatalf("CheckWord accepted %q, a command separator", s)
 		}
 	})
 }

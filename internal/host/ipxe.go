@@ -7,10 +7,15 @@ import (
 )
 
 // iPXE has no quoting. A value that reaches a script must not contain
-// anything iPXE parses: whitespace splits arguments, "#" starts a comment,
-// "${" expands a setting, "||" and "&&" chain commands, and a newline starts a
-// new command. Backslashes and quotes are refused too: iPXE treats them
-// specially in some versions and nothing legitimate needs them.
+// anything iPXE parses: whitespace splits arguments, "#" at the start of a
+// word starts a comment, "${" expands a setting, a word "||", "&&" or ";"
+// ends a command, and a newline starts a new command (and with ':' a label;
+// a value never starts a line, so ':' is harmless). Backslashes (a trailing
+// one joins the next line) and quotes are refused too: iPXE treats them
+// specially in some versions and nothing legitimate needs them. "#", "||"
+// and "&&" are refused anywhere in a word, as is '$'. CheckWord refuses ';'
+// only as a word of its own: inside a word iPXE passes it on, and
+// autoinstall needs it (ds=nocloud-net;s=…).
 func unsafeIPXE(s string) string {
 	for _, bad := range []string{"${", "||", "&&", "#", "\\", "\"", "'", "`", "$"} {
 		if strings.Contains(s, bad) {
@@ -21,7 +26,7 @@ func unsafeIPXE(s string) string {
 }
 
 // CheckWord validates a single iPXE argument: printable ASCII, no whitespace,
-// nothing iPXE would interpret.
+// nothing iPXE would interpret (not even a command separator ";").
 func CheckWord(field, s string) error {
 	if s == "" {
 		return Invalid(field, "must not be empty")
@@ -33,6 +38,9 @@ func CheckWord(field, s string) error {
 		if r > unicode.MaxASCII || !unicode.IsPrint(r) || unicode.IsSpace(r) {
 			return Invalid(field, "contains whitespace or a control or non-ASCII character (%q)", r)
 		}
+	}
+	if s == ";" {
+		return Invalid(field, "has the word \";\", which iPXE would read as the end of the command")
 	}
 	if bad := unsafeIPXE(s); bad != "" {
 		return Invalid(field, "contains %q, which iPXE would interpret", bad)
