@@ -100,8 +100,8 @@ func cliPrintBMC(f *clientFlags, out io.Writer, b client.BMC) error {
 	}
 	w := cliTable(out)
 	fmt.Fprintf(w, "host:\t%s\n", b.Host)
-	fmt.Fprintf(w, "url:\t%s\n", b.URL)
-	fmt.Fprintf(w, "username:\t%s\n", b.Username)
+	fmt.Fprintf(w, "url:\t%s\n", term(b.URL))
+	fmt.Fprintf(w, "username:\t%s\n", term(b.Username))
 	fmt.Fprintf(w, "password:\t%s\n", map[bool]string{true: "set (encrypted)", false: "none"}[b.HasPassword])
 	fmt.Fprintf(w, "tls:\t%s\n", tls)
 	fmt.Fprintf(w, "session:\t%v\n", b.Session)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -150,11 +151,16 @@ func cliExists(path string) bool {
 	return err == nil
 }
 
-// cliJSON prints v as indented JSON.
+// cliJSON prints v as indented JSON, with no raw terminal controls (termJSON).
 func cliJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := w.Write(termJSON(buf.Bytes()))
+	return err
 }
 
 // cliTable returns a tabwriter for aligned columns; call Flush when done.
@@ -162,12 +168,13 @@ func cliTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 }
 
-// cliCell renders an empty value as "-" so columns stay aligned.
+// cliCell renders an empty value as "-" so columns stay aligned, and any
+// other through term.
 func cliCell(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return term(s)
 }
 
 // cliTime renders a time in UTC to the second, or "-".

@@ -186,7 +186,7 @@ func newHostListCmd(f *clientFlags) *cobra.Command {
 			tw := cliTable(out)
 			fmt.Fprintln(tw, "NAME\tSTATE\tATTEMPT\tPROFILE\tIPV4\tMACS\tUPDATED")
 			for _, h := range hosts {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", h.Name, h.State, h.Attempt, cliCell(h.Profile),
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", cliCell(h.Name), cliCell(string(h.State)), h.Attempt, cliCell(h.Profile),
 					cliCell(h.IPv4), cliCell(strings.Join(h.MACs, ",")), cliTime(h.UpdatedAt))
 			}
 			return tw.Flush()
@@ -199,12 +199,13 @@ func newHostListCmd(f *clientFlags) *cobra.Command {
 	return cmd
 }
 
-// cliPrintHost prints h as aligned "Key: value" lines.
+// cliPrintHost prints h as aligned "Key: value" lines; every value goes
+// through term (the inventory is what the host said about itself).
 func cliPrintHost(w io.Writer, h host.Host) {
 	tw := cliTable(w)
 	row := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+			fmt.Fprintf(tw, "%s:\t%s\n", k, term(v))
 		}
 	}
 	row("Name", h.Name)
@@ -239,7 +240,7 @@ func cliPrintHost(w io.Writer, h host.Host) {
 		for _, kv := range [][2]string{{"mac", inv.MAC}, {"uuid", inv.UUID}, {"serial", inv.Serial},
 			{"asset", inv.Asset}, {"arch", inv.Arch}, {"platform", inv.Platform}} {
 			if kv[1] != "" {
-				parts = append(parts, kv[0]+"="+kv[1])
+				parts = append(parts, kv[0]+"="+cliOneLine(kv[1]))
 			}
 		}
 		if !inv.SeenAt.IsZero() {
@@ -696,8 +697,11 @@ func newHostISOCmd(f *clientFlags) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:   "iso NAME [--file NAME.iso]",
-		Short: "Download the host's boot ISO from the server",
-		Args:  cobra.ExactArgs(1),
+		Short: "Download the host's boot ISO from the server (rotates its boot token)",
+		Long: "Download the host's boot ISO from the server. The server bakes a new boot token into it,\n" +
+			"so the host's previous token stops working: an ISO built or downloaded before stops booting.\n" +
+			"The ISO carries that token; the file is written with mode 0600.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if file == "" {
@@ -724,7 +728,8 @@ func newHostISOCmd(f *clientFlags) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("host iso %s: %w", name, err)
 			}
-			if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+			// The ISO holds a boot token: owner only, whatever the umask.
+			if err := os.Chmod(tmp.Name(), isoFileMode); err != nil {
 				return fmt.Errorf("host iso %s: %w", name, err)
 			}
 			if err := os.Rename(tmp.Name(), file); err != nil {

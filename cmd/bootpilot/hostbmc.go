@@ -61,9 +61,10 @@ func cliPrintMedia(f *clientFlags, out io.Writer, r client.MediaResult) error {
 	if r.Media != nil {
 		slot = r.Media.Slot
 	}
-	fmt.Fprintf(out, "%s: ISO inserted in %s (media URL valid until %s)", r.Host, slot, cliTime(r.Expires))
+	// The slot and the power state are what the BMC said.
+	fmt.Fprintf(out, "%s: ISO inserted in %s (media URL valid until %s)", r.Host, cliCell(slot), cliTime(r.Expires))
 	if r.PowerState != "" {
-		fmt.Fprintf(out, ", boot override Cd once, restarted (power %s)", r.PowerState)
+		fmt.Fprintf(out, ", boot override Cd once, restarted (power %s)", term(r.PowerState))
 	}
 	_, err := fmt.Fprintln(out)
 	return err
@@ -89,7 +90,7 @@ func newHostPowerCmd(f *clientFlags) *cobra.Command {
 			if asJSON, _ := f.json(); asJSON {
 				return cliJSON(cmd.OutOrStdout(), map[string]string{"host": args[0], "power_state": st})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: power %s\n", args[0], st)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: power %s\n", args[0], term(st)) // as the BMC said
 			return nil
 		},
 	}

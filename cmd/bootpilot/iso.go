@@ -62,7 +62,9 @@ tokens' hashes for "bootpilot host import". With --from-db DATA_DIR instead
 of --csv, the hosts come from the server's database and each host's token
 hash is replaced there once its ISO is built (the old token stops working);
 --ca-cert then defaults to DATA_DIR/ca.pem. Nothing is written when any CSV
-row is bad; every bad row is reported as FILE:LINE: column: reason.
+row is bad; every bad row is reported as FILE:LINE: column: reason. A CSV
+field may hold at most 4096 bytes and a line at most 65536.
+Each ISO carries its host's boot token and is written with mode 0600.
 Timestamps inside the ISOs come from SOURCE_DATE_EPOCH when set.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -287,7 +289,7 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 					file := r.Host.Name + ".iso"
 					path := filepath.Join(f.out, file)
 					var a imagebuilder.Artifact
-					err := writeAtomic(path, func(w io.Writer) error {
+					err := writeAtomic(path, isoFileMode, func(w io.Writer) error {
 						var err error
 						if a, err = b.Build(w, r.Host, tok); err != nil || db == nil {
 							return err
@@ -436,7 +438,7 @@ func (s *manifestSpool) add(rank int, e manifestEntry) error {
 
 // commit writes every entry, in order, to path atomically.
 func (s *manifestSpool) commit(path string) error {
-	return writeAtomic(path, func(w io.Writer) error {
+	return writeAtomic(path, 0o644, func(w io.Writer) error {
 		bw := bufio.NewWriter(w)
 		l := jsonList{w: bw, key: "isos"}
 		var buf []byte
@@ -579,7 +581,7 @@ func reportRows(stderr io.Writer, err error) error {
 		return fmt.Errorf("iso build: %w", err)
 	}
 	for _, e := range re {
-		fmt.Fprintln(stderr, e.Error())
+		fmt.Fprintln(stderr, term(e.Error()))
 	}
 	return fmt.Errorf("iso build: %d bad rows in %s; nothing written", len(re), re[0].File)
 }
@@ -679,9 +681,15 @@ func hostImport(h host.Host, hash string) (map[string]any, error) {
 	return m, nil
 }
 
+// isoFileMode is the mode of every ISO the CLI writes: an ISO carries its
+// host's boot token, so only its owner may read it. manifest.json and
+// hosts-import.json hold only hashes and stay 0644.
+const isoFileMode = 0o600
+
 // writeAtomic writes path through a temporary file in the same directory
-// and renames it into place, so readers never see a half-written file.
-func writeAtomic(path string, write func(io.Writer) error) error {
+// and renames it into place with mode perm (whatever the umask), so readers
+// never see a half-written file.
+func writeAtomic(path string, perm os.FileMode, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
@@ -691,7 +699,7 @@ func writeAtomic(path string, write func(io.Writer) error) error {
 		tmp.Close()
 		return err
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(perm); err != nil {
 		tmp.Close()
 		return err
 	}

@@ -18,7 +18,7 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bootpilot:", err)
+		fmt.Fprintln(os.Stderr, "bootpilot:", termLines(err.Error())) // errors may quote a BMC or server
 		os.Exit(1)
 	}
 }

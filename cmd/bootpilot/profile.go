@@ -192,7 +192,7 @@ func cliPrintProfile(w io.Writer, p host.Profile) error {
 	tw := cliTable(w)
 	row := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+			fmt.Fprintf(tw, "%s:\t%s\n", k, term(v))
 		}
 	}
 	row("Name", p.Name)
@@ -222,7 +222,7 @@ func cliPrintProfile(w io.Writer, p host.Profile) error {
 		return err
 	}
 	if p.Config != "" {
-		_, err := fmt.Fprintf(w, "\n%s", strings.TrimRight(p.Config, "\n")+"\n")
+		_, err := fmt.Fprintf(w, "\n%s", termLines(strings.TrimRight(p.Config, "\n"))+"\n")
 		return err
 	}
 	return nil
