@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/bootpilot/bootpilot/internal/host"
@@ -101,6 +102,10 @@ type Error struct {
 	Status  int    // 404
 	Message string // "host node01: not found"
 	Field   string // "ipv4", for validation errors
+
+	// Flag, when set (by a CLI), is how the caller names Field, such as
+	// "--ipv4"; Error shows it in place of the API's field name.
+	Flag string
 }
 
 func (e *Error) Error() string {
@@ -108,8 +113,12 @@ func (e *Error) Error() string {
 	if msg == "" {
 		msg = strings.ToLower(http.StatusText(e.Status))
 	}
-	if e.Field != "" && !strings.HasPrefix(msg, e.Field+":") {
-		msg = e.Field + ": " + msg
+	if e.Field != "" {
+		name := e.Field
+		if e.Flag != "" {
+			name = e.Flag
+		}
+		msg = name + ": " + strings.TrimPrefix(msg, e.Field+": ")
 	}
 	return fmt.Sprintf("server: %s (HTTP %d)", msg, e.Status)
 }
@@ -201,14 +210,27 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		// url.Error carries the URL, never the header: the token stays out.
-		return nil, fmt.Errorf("client: %s %s: %w", method, path, err)
+		return nil, c.transportError(err)
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return resp, nil
 	}
 	defer resp.Body.Close()
 	return nil, decodeError(resp)
+}
+
+// transportError describes a request that got no answer in terms of the
+// server, not of the API path; a refused connection asks whether the server
+// runs at all. The token never appears: only the URL's host is quoted.
+func (c *Client) transportError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("client: cannot connect to %s (%w): is the server running at %s?", c.base.Host, err, c.Server())
+	}
+	return fmt.Errorf("client: %s: %w", c.Server(), err)
 }
 
 // decodeError turns a non-2xx answer into an *Error.

@@ -7,10 +7,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/bootpilot/bootpilot/internal/client"
@@ -403,5 +405,54 @@ func TestErrorBodies(t *testing.T) {
 	}
 	if got, want := err.Error(), "server: gateway: not an address (HTTP 400)"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+// TestErrorFlag: a caller that names the API's field differently (a CLI
+// flag) sees its own name in the message, whether or not the server's
+// message repeats the field.
+func TestErrorFlag(t *testing.T) {
+	for _, tc := range []struct {
+		e    client.Error
+		want string
+	}{
+		{client.Error{Status: 400, Field: "profile", Message: "profile: no such profile", Flag: "--profile"}, "server: --profile: no such profile (HTTP 400)"},
+		{client.Error{Status: 400, Field: "macs", Message: "not a MAC", Flag: "--mac"}, "server: --mac: not a MAC (HTTP 400)"},
+		{client.Error{Status: 400, Field: "ipv4", Message: "ipv4: bad"}, "server: ipv4: bad (HTTP 400)"},
+	} {
+		if got := tc.e.Error(); got != tc.want {
+			t.Errorf("%#v.Error() = %q, want %q", tc.e, got, tc.want)
+		}
+	}
+}
+
+// TestConnectionRefused: no server listening is reported as a question
+// about the server, not as an API method and path.
+func TestConnectionRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	c, err := client.New("https://"+addr, "secret-token", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.SetBMC(context.Background(), "node01", client.BMCSettings{})
+	if err == nil {
+		t.Fatal("SetBMC with no server: nil error")
+	}
+	msg := err.Error()
+	if want := "is the server running at https://" + addr + "?"; !strings.Contains(msg, want) {
+		t.Errorf("error %q does not contain %q", msg, want)
+	}
+	for _, bad := range []string{"PUT", "/api/v1", "secret-token"} {
+		if strings.Contains(msg, bad) {
+			t.Errorf("error %q contains %q", msg, bad)
+		}
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("error %v does not wrap ECONNREFUSED", err)
 	}
 }
