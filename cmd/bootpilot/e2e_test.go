@@ -298,18 +298,6 @@ func TestISODownload(t *testing.T) {
 	}
 }
 
-// TestISONotConfigured: without --db-key or --iso-unsigned the ISO endpoint says why.
-func TestISONotConfigured(t *testing.T) {
-	_, _ = realServer(t, "sqlite")
-	cli(t, "host", "add", "node01", "--mac", "52:54:00:12:34:56", "--ipv4", "10.0.2.15/24",
-		"--gateway", "10.0.2.2", "--dns", "10.0.2.3")
-	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"host", "iso", "node01", "-f", filepath.Join(t.TempDir(), "x.iso")}, &out, &errb)
-	if err == nil || !strings.Contains(err.Error(), "ISO builder") {
-		t.Errorf("host iso without a signing key: %v, want an error naming the missing ISO builder", err)
-	}
-}
-
 // TestImageCLI uploads a blob with the CLI and reads it back from /images/v1.
 func TestImageCLI(t *testing.T) {
 	url, dataDir := realServer(t, "sqlite")

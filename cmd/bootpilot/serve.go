@@ -31,8 +31,11 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run the bootpilot server (HTTPS boot API, admin API, metrics)",
 		Long: `Run the server. With no flags it keeps everything in ./bootpilot-data: a SQLite
-database, a self-made RSA CA (ca.pem) and server certificate, and the admin API
-token (admin-token, printed once on first start). Every flag has a BOOTPILOT_*
+database, a self-made RSA CA (ca.pem) and server certificate, the admin API
+token (admin-token, printed once on first start), the Secure Boot db key that
+signs ISOs (db.key; enrol db.cer in the hosts' firmware) unless --db-key or
+--iso-unsigned, and the secret key that seals BMC passwords (secret.key) unless
+--secret-key-file. Every flag has a BOOTPILOT_*
 environment twin (--db ← BOOTPILOT_DB).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -82,7 +85,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 	if err != nil {
 		return err
 	}
-	iso, err := isoBuilder(cfg, bundle)
+	iso, err := isoBuilder(cfg, bundle, stdout, log)
 	if err != nil {
 		return err
 	}
@@ -94,7 +97,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 		MediaDir: filepath.Join(cfg.DataDir, "media"),
 		DataDir:  cfg.DataDir, MaxConnections: cfg.MaxConnections,
 	}
-	mediaLn, err := redfishOptions(cfg, &opt)
+	mediaLn, err := redfishOptions(cfg, &opt, log)
 	if err != nil {
 		return err
 	}
@@ -123,17 +126,23 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 }
 
 // redfishOptions loads the secret key (BMC passwords, media URL key) into
-// o and opens the plain-HTTP media listener, if configured.
-func redfishOptions(cfg config.Config, o *server.Options) (net.Listener, error) {
-	if cfg.SecretKeyFile == "" {
-		return nil, nil
+// o and opens the plain-HTTP media listener, if configured. Without
+// --secret-key-file the key is <data-dir>/secret.key, made on first start.
+func redfishOptions(cfg config.Config, o *server.Options, log *slog.Logger) (net.Listener, error) {
+	keyFile, what := cfg.SecretKeyFile, "--secret-key-file"
+	if keyFile == "" {
+		var err error
+		if keyFile, err = dataDirSecretKey(cfg.DataDir, log); err != nil {
+			return nil, err
+		}
+		what = "secret key"
 	}
-	key, err := secretbox.LoadKeyFile(cfg.SecretKeyFile)
+	key, err := secretbox.LoadKeyFile(keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("--secret-key-file: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if o.MediaKey, err = secretbox.DeriveFromFile(cfg.SecretKeyFile, "media-url"); err != nil {
-		return nil, fmt.Errorf("--secret-key-file: %w", err)
+	if o.MediaKey, err = secretbox.DeriveFromFile(keyFile, "media-url"); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	o.Secrets = secretbox.NewKeyring(key)
 	if cfg.MediaListen == "" {
@@ -167,9 +176,47 @@ func serveMedia(ctx context.Context, ln net.Listener, srv *server.Server, log *s
 	}
 }
 
+// dataDirSecretKey returns <data-dir>/secret.key, making it (mode 0600) on
+// first start, and says that production keeps the key elsewhere.
+func dataDirSecretKey(dataDir string, log *slog.Logger) (string, error) {
+	file := filepath.Join(dataDir, "secret.key")
+	k, created, err := secretbox.EnsureKeyFile(file)
+	if err != nil {
+		return "", fmt.Errorf("secret key: %w", err)
+	}
+	msg := "using the secret key in the data dir (BMC passwords, media URLs)"
+	if created {
+		msg = "made a secret key in the data dir (BMC passwords, media URLs)"
+	}
+	log.Warn(msg, "file", file, "key_id", k.ID(),
+		"production", "keep the key outside the data dir, backed up and shared by all replicas, and pass --secret-key-file (bootpilot secret-key init FILE)")
+	return file, nil
+}
+
+// dataDirSigner returns the Secure Boot db key in the data dir, making it on
+// first start; then it prints, once, where the certificate is and how to
+// enrol it.
+func dataDirSigner(dataDir string, stdout io.Writer, log *slog.Logger) (*imagebuilder.Signer, error) {
+	f := pki.DBFilesIn(dataDir)
+	db, created, err := pki.EnsureDB(f, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		fmt.Fprintf(stdout, "Secure Boot db key made (%s); ISOs from the API are signed with it.\n"+
+			"Before a host boots its ISO with Secure Boot on, enrol the certificate in its firmware's db:\n"+
+			"UEFI setup → Secure Boot → enrol db from file %s (DER; PEM: %s).\n",
+			f.Key, f.CertDER, f.Cert)
+	}
+	log.Info("ISOs are signed by the Secure Boot db key in the data dir; enrol its certificate in each host's db",
+		"db_cert", f.Cert, "db_cert_der", f.CertDER, "db_sha256", pki.Fingerprint(db.Cert))
+	return &imagebuilder.Signer{Key: db.Key, Cert: db.Cert}, nil
+}
+
 // isoBuilder returns the builder behind GET /api/v1/hosts/{name}/iso: signed
-// with --db-key, unsigned only with --iso-unsigned, otherwise none (501).
-func isoBuilder(cfg config.Config, bundle *pki.Bundle) (server.ISOBuilder, error) {
+// with --db-key, unsigned with --iso-unsigned, otherwise signed with the
+// Secure Boot db key in the data dir (made on first start).
+func isoBuilder(cfg config.Config, bundle *pki.Bundle, stdout io.Writer, log *slog.Logger) (server.ISOBuilder, error) {
 	ic := imagebuilder.Config{ServerURL: cfg.ExternalURL, CACert: bundle.CA, Unsigned: cfg.ISOUnsigned}
 	switch {
 	case cfg.DBKey != "":
@@ -185,7 +232,10 @@ func isoBuilder(cfg config.Config, bundle *pki.Bundle) (server.ISOBuilder, error
 			return nil, fmt.Errorf("--db-key/--db-cert: %w", err)
 		}
 	case !cfg.ISOUnsigned:
-		return nil, nil
+		var err error
+		if ic.Signer, err = dataDirSigner(cfg.DataDir, stdout, log); err != nil {
+			return nil, err
+		}
 	}
 	b, err := imagebuilder.NewBuilder(ic)
 	if err != nil {

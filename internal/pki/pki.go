@@ -1,5 +1,5 @@
-// Package pki makes and loads the server's certificate authority and its
-// HTTPS certificate. Everything is RSA-2048: the iPXE build we ship accepts
+// Package pki makes and loads the server's certificate authority, its
+// HTTPS certificate and the Secure Boot db key that signs ISOs. Everything is RSA-2048: the iPXE build we ship accepts
 // RSA server certificates only (FACTS), and it keeps only the root's
 // fingerprint, so the server always presents the full chain including the CA.
 package pki
