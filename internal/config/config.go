@@ -33,7 +33,7 @@ type Config struct {
 	LogFormat      string        // "text" or "json"
 	DBKey          string        // Secure Boot db key (PEM) that signs ISOs served by the API
 	DBCert         string        // its certificate (PEM)
-	ISOUnsigned    bool          // serve unsigned ISOs when no db key is configured
+	ISOUnsigned    bool          // serve unsigned ISOs (no db key); default: sign with --db-key or <DataDir>/db.key
 
 	// Image sources (images.go): where the image cache may fetch from.
 	ImageOrigins      []string // ["https://mirror.example.com", "registry.example.com"]; empty: no remote fetches
@@ -83,10 +83,10 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AgentAfter, "agent-after", c.AgentAfter, "what the agent does when done: reboot or poweroff")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
-	fs.StringVar(&c.DBKey, "db-key", c.DBKey, "Secure Boot db key (RSA, PEM) that signs the ISOs GET /api/v1/hosts/{name}/iso builds")
+	fs.StringVar(&c.DBKey, "db-key", c.DBKey, "Secure Boot db key (RSA, PEM) that signs the ISOs GET /api/v1/hosts/{name}/iso builds (default: db.key in --data-dir, made on first start)")
 	fs.StringVar(&c.DBCert, "db-cert", c.DBCert, "certificate (PEM) of --db-key")
-	fs.BoolVar(&c.ISOUnsigned, "iso-unsigned", c.ISOUnsigned, "let GET /api/v1/hosts/{name}/iso build unsigned ISOs (no --db-key)")
-	fs.StringVar(&c.SecretKeyFile, "secret-key-file", c.SecretKeyFile, "key file (mode 0600) that encrypts BMC passwords; make one with: bootpilot secret-key init FILE")
+	fs.BoolVar(&c.ISOUnsigned, "iso-unsigned", c.ISOUnsigned, "let GET /api/v1/hosts/{name}/iso build unsigned ISOs, for hosts with Secure Boot off (no db key is made or used)")
+	fs.StringVar(&c.SecretKeyFile, "secret-key-file", c.SecretKeyFile, "key file (mode 0600) that encrypts BMC passwords; make one with: bootpilot secret-key init FILE (default: secret.key in --data-dir, made on first start; production keeps it outside, backed up, shared by replicas)")
 	fs.StringVar(&c.MediaListen, "media-listen", c.MediaListen, "also serve signed media URLs (/media/v1/) over plain HTTP on this address, for BMCs that cannot trust a private CA (the ISO and the boot token inside it travel in clear)")
 	fs.StringVar(&c.MediaURL, "media-url", c.MediaURL, "base URL BMCs fetch media from (default http://<external host>:<media-listen port>, or --external-url)")
 	fs.DurationVar(&c.MediaTTL, "media-ttl", c.MediaTTL, "lifetime of a media URL (default: install timeout + 1h)")
