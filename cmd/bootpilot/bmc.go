@@ -23,8 +23,9 @@ func newBMCCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bmc",
 		Short: "Set and test hosts' BMCs (Redfish virtual media, boot override, power)",
-		Long: "Set and test hosts' BMCs, through the server's admin API. The server needs --secret-key-file:\n" +
-			"BMC passwords are stored encrypted with it and never shown again.\n\n" + cliConnectionHelp,
+		Long: "Set and test hosts' BMCs, through the server's admin API. The server stores BMC passwords\n" +
+			"encrypted with its secret key (--secret-key-file; default secret.key in its data dir) and never\n" +
+			"shows them again.\n\n" + cliConnectionHelp,
 	}
 	f.register(cmd)
 	cmd.AddCommand(newBMCSetCmd(f), newBMCShowCmd(f), newBMCTestCmd(f), newBMCDeleteCmd(f), newBMCJobCmd(f), newBMCRotateKeyCmd())
