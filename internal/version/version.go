@@ -1,11 +1,15 @@
 // Package version holds bootpilot's build version. Release builds set it
 // with -ldflags "-X github.com/bootpilot/bootpilot/internal/version.Version=v1.2.3
 // -X github.com/bootpilot/bootpilot/internal/version.Commit=<sha>"; otherwise
-// the module version and VCS revision recorded by the Go toolchain are used.
+// the module version and VCS revision recorded by the Go toolchain are used
+// (a plain `go build` in a git checkout records them unless -buildvcs=false):
+// the commit, with "+dirty" for a modified tree, and "dev" for the
+// pseudo-version the toolchain derives from that commit.
 package version
 
 import (
 	"runtime/debug"
+	"strings"
 	"sync"
 )
 
@@ -34,42 +38,67 @@ var (
 // runtime/debug.ReadBuildInfo.
 func Get() Info {
 	once.Do(func() {
-		info = Info{Version: Version, Commit: Commit}
-		bi, ok := debug.ReadBuildInfo()
-		if !ok {
-			return
-		}
-		info.GoVersion = bi.GoVersion
-		if info.Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			info.Version = bi.Main.Version
-		}
-		var rev, modified, vcsTime string
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				modified = s.Value
-			case "vcs.time":
-				vcsTime = s.Value
-			}
-		}
-		if info.Commit == "" && rev != "" {
-			info.Commit = rev
-			if modified == "true" {
-				info.Commit += "+dirty"
-			}
-		}
-		info.BuildTime = vcsTime
+		bi, _ := debug.ReadBuildInfo()
+		info = fromBuildInfo(Version, Commit, bi)
 	})
 	return info
 }
 
-// String returns a one-line description: "dev (commit 8f79bbd…, go1.26.8)".
+// fromBuildInfo fills what the link-time version and commit leave unset
+// from bi (nil when the binary has none).
+func fromBuildInfo(version, commit string, bi *debug.BuildInfo) Info {
+	i := Info{Version: version, Commit: commit}
+	if bi == nil {
+		return i
+	}
+	i.GoVersion = bi.GoVersion
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		case "vcs.time":
+			i.BuildTime = s.Value
+		}
+	}
+	if i.Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" && !pseudo(bi.Main.Version, rev) {
+		i.Version = bi.Main.Version
+	}
+	if i.Commit == "" && rev != "" {
+		i.Commit = rev
+		if modified == "true" {
+			i.Commit += "+dirty"
+		}
+	}
+	return i
+}
+
+// pseudo reports whether v is the pseudo-version the toolchain makes from
+// revision rev ("v0.0.0-20261201224426-1e0e623377b2+dirty"): it says no more
+// than the commit, so the version stays "dev".
+func pseudo(v, rev string) bool {
+	if len(rev) < 12 {
+		return false
+	}
+	v = strings.TrimSuffix(v, "+dirty")
+	return strings.HasSuffix(v, "-"+rev[:12])
+}
+
+// String returns a one-line description: "dev (commit 8f79bbd…, go1.26.8)",
+// with the commit cut to 12 hex digits (and "+dirty").
 func (i Info) String() string {
 	s := i.Version
 	if i.Commit != "" {
-		s += " (commit " + i.Commit
+		c, dirty := strings.CutSuffix(i.Commit, "+dirty")
+		if len(c) > 12 {
+			c = c[:12]
+		}
+		if dirty {
+			c += "+dirty"
+		}
+		s += " (commit " + c
 		if i.GoVersion != "" {
 			s += ", " + i.GoVersion
 		}

@@ -1,0 +1,4 @@
+package version
+
+// FromBuildInfo exposes fromBuildInfo to the external tests.
+var FromBuildInfo = fromBuildInfo
