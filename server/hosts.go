@@ -25,6 +25,7 @@ func (s *Server) hostRoutes(api *gin.RouterGroup) {
 	api.POST("/hosts/:name/boot-token", s.rotateToken) // new boot token, shown once
 	api.GET("/hosts/:name/events", s.hostEvents)       // audit trail, newest first
 	api.GET("/hosts/:name/iso", s.hostISO)             // build the host's ISO with a fresh token
+	api.GET("/hosts/:name/preview", s.hostPreview)     // what the next boot would be served, read-only
 	for _, e := range []host.Event{host.EventReimage, host.EventClean, host.EventCancel,
 		host.EventRetry, host.EventHold, host.EventRelease, host.EventAdopt} {
 		api.POST("/hosts/:name/"+string(e), s.hostAction(e)) // lifecycle actions
