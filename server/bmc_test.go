@@ -670,16 +670,16 @@ func testBulk(t *testing.T, limit int) {
 	for i := range hosts {
 		name := fmt.Sprintf("n%03d", i)
 		e.mustDo(201, "POST", "/api/v1/hosts", map[string]any{"name": name, "macs": []string{fmt.Sprintf("52:54:00:00:%02x:%02x", i/256, i%256)},
-			"ipv4": "10.0.2.15/24", "gateway": "10.0.2.2", "dns": []string{"10.0.2.3"}, "profile": "rocky9"}, nil)
+			"ipv4": fmt.Sprintf("10.0.%d.%d/16", 100+i/250, 1+i%250), "gateway": "10.0.2.2", "dns": []string{"10.0.2.3"}, "profile": "rocky9"}, nil)
 		e.mustDo(200, "PUT", "/api/v1/hosts/"+name+"/bmc", map[string]any{"url": urls[i%nbmc], "username": bmcUser,
 			"password": bmcPass, "insecure": true}, nil)
 	}
 	// One host without a BMC, to see a failure reported per host.
 	e.mustDo(201, "POST", "/api/v1/hosts", map[string]any{"name": "nobmc", "macs": []string{"52:54:00:ff:ff:ff"},
-		"ipv4": "10.0.2.15/24", "gateway": "10.0.2.2", "dns": []string{"10.0.2.3"}, "profile": "rocky9"}, nil)
+		"ipv4": "10.0.2.16/24", "gateway": "10.0.2.2", "dns": []string{"10.0.2.3"}, "profile": "rocky9"}, nil)
 
 	e.mustDo(201, "POST", "/api/v1/hosts", map[string]any{"name": "extra", "macs": []string{"52:54:00:ff:ff:fe"},
-		"ipv4": "10.0.2.15/24", "gateway": "10.0.2.2", "dns": []string{"10.0.2.3"}}, nil)
+		"ipv4": "10.0.2.17/24", "gateway": "10.0.2.2", "dns": []string{"10.0.2.3"}}, nil)
 	e.mustDo(200, "PUT", "/api/v1/hosts/extra/bmc", map[string]any{"url": urls[0], "username": bmcUser, "password": bmcPass, "insecure": true}, nil)
 
 	var job server.Job

@@ -79,7 +79,7 @@ func TestBMCCLI(t *testing.T) {
 		return out
 	}
 	for i, name := range []string{"node01", "node02"} {
-		run("host", "add", name, "--mac", fmt.Sprintf("52:54:00:12:34:5%d", i), "--ipv4", "10.0.2.15/24",
+		run("host", "add", name, "--mac", fmt.Sprintf("52:54:00:12:34:5%d", i), "--ipv4", fmt.Sprintf("10.0.2.%d/24", 15+i),
 			"--gateway", "10.0.2.2", "--dns", "10.0.2.3", "--profile", "rocky9")
 		out := run("bmc", "set", name, "--url", srv.URL, "--username", "root", "--password-file", pwFile,
 			"--bmc-ca-cert", caFile, "--session")

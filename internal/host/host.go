@@ -1,6 +1,7 @@
 package host
 
 import (
+	"encoding/json"
 	"net"
 	"net/netip"
 	"regexp"
@@ -42,21 +43,89 @@ type Host struct {
 	// LastCallback is the event the current attempt's callback applied ("" if
 	// none yet); a repeated identical callback is then a no-op.
 	LastCallback Event `json:"last_callback,omitempty"`
+	// LastError says why the last boot could not be served what the state
+	// asks for and booted the disk instead (a missing profile, a template
+	// that does not render); cleared when a boot is served. No secrets.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Record is one audit event: a state change or an admin action on a host.
+// On the wire (MarshalJSON) it has one "event" field naming what happened,
+// whichever of Event and Action holds it.
 type Record struct {
 	ID        int64     `json:"id"`
 	Host      string    `json:"host"`                 // "node01"
 	Actor     string    `json:"actor"`                // "admin", "boot", "callback", "system"
-	Event     Event     `json:"event"`                // "reimage"; "" for non-lifecycle changes
-	Action    string    `json:"action,omitempty"`     // "create", "update", "delete", "token-rotate"
+	Event     Event     `json:"event"`                // a lifecycle event: "reimage"; "" for other records
+	Action    string    `json:"action,omitempty"`     // any other record: "create", "update", "delete", "token-rotate"
 	From      State     `json:"from,omitempty"`       // "ready"
 	To        State     `json:"to,omitempty"`         // "reimage"
 	Attempt   int       `json:"attempt,omitempty"`    // 1
+	Fields    []string  `json:"fields,omitempty"`     // update: the fields that changed, ["ipv4", "dns"]; never values
 	Reason    string    `json:"reason,omitempty"`     // free text, no secrets
 	RequestID string    `json:"request_id,omitempty"` // X-Request-ID of the call
 	Time      time.Time `json:"time"`
+}
+
+// Kind names what r records: its lifecycle event, else its action.
+func (r Record) Kind() string {
+	if r.Event != "" {
+		return string(r.Event)
+	}
+	return r.Action
+}
+
+// IsZero reports whether r records nothing.
+func (r Record) IsZero() bool {
+	return r.ID == 0 && r.Host == "" && r.Actor == "" && r.Event == "" && r.Action == "" &&
+		r.From == "" && r.To == "" && r.Attempt == 0 && len(r.Fields) == 0 && r.Reason == "" &&
+		r.RequestID == "" && r.Time.IsZero()
+}
+
+// recordJSON is a Record on the wire.
+type recordJSON struct {
+	ID        int64     `json:"id"`
+	Host      string    `json:"host"`
+	Actor     string    `json:"actor"`
+	Event     string    `json:"event"`            // lifecycle event or action: "reimage", "update"
+	Action    string    `json:"action,omitempty"` // read only: servers before the one "event" field
+	From      State     `json:"from,omitempty"`
+	To        State     `json:"to,omitempty"`
+	Attempt   int       `json:"attempt,omitempty"`
+	Fields    []string  `json:"fields,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	RequestID string    `json:"request_id,omitempty"`
+	Time      time.Time `json:"time"`
+}
+
+// MarshalJSON renders r with one "event" field, its Kind:
+//
+//	{"id":7,"host":"node01","actor":"admin","event":"update","fields":["dns","ipv4"],"time":"…"}
+//	{"id":8,"host":"node01","actor":"admin","event":"reimage","from":"ready","to":"reimage","time":"…"}
+func (r Record) MarshalJSON() ([]byte, error) {
+	return json.Marshal(recordJSON{ID: r.ID, Host: r.Host, Actor: r.Actor, Event: r.Kind(), From: r.From,
+		To: r.To, Attempt: r.Attempt, Fields: r.Fields, Reason: r.Reason, RequestID: r.RequestID, Time: r.Time})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, and the older shape with
+// "event" for lifecycle events and "action" for the rest.
+func (r *Record) UnmarshalJSON(b []byte) error {
+	var j recordJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*r = Record{ID: j.ID, Host: j.Host, Actor: j.Actor, From: j.From, To: j.To, Attempt: j.Attempt,
+		Fields: j.Fields, Reason: j.Reason, RequestID: j.RequestID, Time: j.Time}
+	kind := j.Event
+	if kind == "" {
+		kind = j.Action
+	}
+	if Event(kind).Valid() {
+		r.Event = Event(kind)
+	} else {
+		r.Action = kind
+	}
+	return nil
 }
 
 // APIToken is an admin API credential. Only its hash is stored.

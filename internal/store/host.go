@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -41,6 +43,9 @@ func insertMACs(tx *gorm.DB, name string, macs []string) error {
 		rows[i] = hostMACRow{MAC: m, HostName: name, Position: i}
 	}
 	if err := dbErr(tx.Create(&rows).Error); err != nil {
+		if errors.Is(err, host.ErrConflict) {
+			return host.Conflict("macs", "a MAC of host %s already belongs to another host", name)
+		}
 		return fmt.Errorf("store: host %s: add MACs: %w", name, err)
 	}
 	return nil
@@ -50,7 +55,7 @@ func insertMACs(tx *gorm.DB, name string, macs []string) error {
 func insertRecords(tx *gorm.DB, name string, at time.Time, recs []host.Record) error {
 	rows := make([]eventRow, 0, len(recs))
 	for _, r := range recs {
-		if r == (host.Record{}) {
+		if r.IsZero() {
 			continue
 		}
 		if r.Host == "" {
@@ -70,6 +75,92 @@ func insertRecords(tx *gorm.DB, name string, at time.Time, recs []host.Record) e
 	return nil
 }
 
+// The checks below are plain reads, not locking ones: on MySQL, locking
+// reads of absent keys take gap locks that make concurrent creates deadlock.
+// SQLite runs one write transaction at a time, so there they are exact; on
+// MySQL two replicas creating the same address at the same instant could
+// both pass, while names and MACs are still kept unique by their keys.
+
+// checkName returns a *host.ConflictError when a host called name exists.
+func checkName(tx *gorm.DB, name string) error {
+	var n []string
+	err := tx.Model(&hostRow{}).Where("name = ?", name).Limit(1).Pluck("name", &n).Error
+	if err != nil {
+		return fmt.Errorf("store: check host name %s: %w", name, dbErr(err))
+	}
+	if len(n) > 0 {
+		return host.Conflict("name", "host %s already exists", name)
+	}
+	return nil
+}
+
+// checkMACs returns a *host.ConflictError naming the owner when one of macs
+// belongs to a host other than name.
+func checkMACs(tx *gorm.DB, name string, macs []string) error {
+	if len(macs) == 0 {
+		return nil
+	}
+	var rows []hostMACRow
+	err := tx.Where("mac IN ? AND host_name <> ?", macs, name).
+		Order("mac").Find(&rows).Error
+	if err != nil {
+		return fmt.Errorf("store: check MACs of %s: %w", name, dbErr(err))
+	}
+	if len(rows) > 0 {
+		return host.Conflict("macs", "MAC %s already belongs to host %s", rows[0].MAC, rows[0].HostName)
+	}
+	return nil
+}
+
+// checkAddr returns a *host.ConflictError naming the owner when the address
+// of prefix (an "ipv4" or "ipv6" column value like "10.0.2.15/24") is
+// another host's, whatever its prefix length. Values are stored as
+// netip.Prefix strings, so the rows holding address A are exactly those in
+// ["A/", "A0"): '0' follows '/' in ASCII, and the range uses the index.
+func checkAddr(tx *gorm.DB, name, column, prefix string) error {
+	p, err := netip.ParsePrefix(prefix)
+	if err != nil {
+		return nil // not an address (Normalize refuses these before the store)
+	}
+	a := p.Addr().String()
+	var rows []hostRow
+	err = tx.Select("name").
+		Where(column+" >= ? AND "+column+" < ? AND name <> ?", a+"/", a+"0", name).
+		Order("name").Limit(1).Find(&rows).Error
+	if err != nil {
+		return fmt.Errorf("store: check %s of %s: %w", column, name, dbErr(err))
+	}
+	if len(rows) > 0 {
+		what := "IPv4"
+		if column == "ipv6" {
+			what = "IPv6"
+		}
+		return host.Conflict(column, "%s address %s is already used by host %s", what, a, rows[0].Name)
+	}
+	return nil
+}
+
+// checkTaken refuses h's MACs and addresses that other hosts have; only
+// those that differ from old are looked up (old is zero on create).
+func checkTaken(tx *gorm.DB, h, old host.Host) error {
+	if !slices.Equal(h.MACs, old.MACs) {
+		if err := checkMACs(tx, h.Name, h.MACs); err != nil {
+			return err
+		}
+	}
+	if h.IPv4 != old.IPv4 {
+		if err := checkAddr(tx, h.Name, "ipv4", h.IPv4); err != nil {
+			return err
+		}
+	}
+	if h.IPv6 != old.IPv6 {
+		if err := checkAddr(tx, h.Name, "ipv6", h.IPv6); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func toHosts(rows []hostRow) []host.Host {
 	out := make([]host.Host, len(rows))
 	for i, r := range rows {
@@ -81,8 +172,9 @@ func toHosts(rows []hostRow) []host.Host {
 // CreateHost stores a new host with version 1 and rec as its audit event
 // (Host and Time filled in when empty; a zero rec is not stored), in one
 // transaction. It stores h.TokenHash and the rest of h as given, MACs
-// lower-cased. It returns host.ErrConflict when the name or one of
-// the MACs is taken.
+// lower-cased. It returns a *host.ConflictError (an ErrConflict) naming what
+// is taken and by whom when the name, one of the MACs, the IPv4 or the IPv6
+// address (whatever its prefix length) belongs to another host.
 func (db *DB) CreateHost(ctx context.Context, h host.Host, rec host.Record) (host.Host, error) {
 	t := now()
 	h.MACs = normalizeMACs(h.MACs)
@@ -92,7 +184,16 @@ func (db *DB) CreateHost(ctx context.Context, h host.Host, rec host.Record) (hos
 	h.Inventory.SeenAt = timeVal(timePtr(h.Inventory.SeenAt))
 	row := toHostRow(h)
 	err := db.write(ctx, func(tx *gorm.DB) error {
+		if err := checkName(tx, h.Name); err != nil {
+			return err
+		}
+		if err := checkTaken(tx, h, host.Host{}); err != nil {
+			return err
+		}
 		if err := dbErr(tx.Create(&row).Error); err != nil {
+			if errors.Is(err, host.ErrConflict) {
+				return host.Conflict("name", "host %s already exists", h.Name)
+			}
 			return fmt.Errorf("store: create host %s: %w", h.Name, err)
 		}
 		if err := insertMACs(tx, h.Name, h.MACs); err != nil {
@@ -167,7 +268,8 @@ func (db *DB) ListHosts(ctx context.Context, f HostFilter) ([]host.Host, error) 
 // than once when the database resolves a deadlock by aborting the
 // transaction, so it must only change h and its own results. fn cannot
 // rename the host. UpdateHost returns host.ErrNotFound for an unknown host
-// and host.ErrConflict when a new MAC belongs to another host.
+// and a *host.ConflictError (an ErrConflict) naming the owner when a new MAC,
+// IPv4 or IPv6 address belongs to another host.
 func (db *DB) UpdateHost(ctx context.Context, name string, fn func(h *host.Host) ([]host.Record, error)) (host.Host, error) {
 	var out host.Host
 	err := db.write(ctx, func(tx *gorm.DB) error {
@@ -189,6 +291,9 @@ func (db *DB) UpdateHost(ctx context.Context, name string, fn func(h *host.Host)
 		}
 		t := now()
 		h.MACs = normalizeMACs(h.MACs)
+		if err := checkTaken(tx, h, old); err != nil {
+			return err
+		}
 		h.Version = old.Version + 1
 		h.CreatedAt, h.UpdatedAt = old.CreatedAt, t
 		h.Deadline = timeVal(timePtr(h.Deadline))

@@ -24,6 +24,7 @@ var migrations = []migration{
 	{1, "create hosts, host_macs, profiles, events, api_tokens", migrateV1},
 	{2, "create bmcs", migrateV2},
 	{3, "add bmcs.insecure_plaintext", migrateV3},
+	{4, "add hosts.last_error, events.fields; index hosts.ipv4, hosts.ipv6", migrateV4},
 }
 
 // LatestSchema is the schema version this build migrates to.
@@ -226,3 +227,46 @@ type v1APITokenRow struct {
 }
 
 func (v1APITokenRow) TableName() string { return "api_tokens" }
+
+// The columns and indexes of v4, frozen.
+
+type v4HostRow struct {
+	IPv4      string `gorm:"column:ipv4;size:64;not null;index:idx_hosts_ipv4"`
+	IPv6      string `gorm:"column:ipv6;size:64;not null;index:idx_hosts_ipv6"`
+	LastError string `gorm:"size:1024;not null;default:''"`
+}
+
+func (v4HostRow) TableName() string { return "hosts" }
+
+type v4EventRow struct {
+	Fields string `gorm:"size:1024;not null;default:''"`
+}
+
+func (v4EventRow) TableName() string { return "events" }
+
+// migrateV4 adds hosts.last_error (why the last boot fell back to the disk)
+// and events.fields (the fields an update changed), both empty for existing
+// rows, and indexes hosts.ipv4 and hosts.ipv6 for the duplicate-address
+// check. Each step is skipped when done (MySQL DDL is not transactional).
+func migrateV4(tx *gorm.DB) error {
+	m := tx.Migrator()
+	if !m.HasColumn(&v4HostRow{}, "LastError") {
+		if err := m.AddColumn(&v4HostRow{}, "LastError"); err != nil {
+			return fmt.Errorf("add hosts.last_error: %w", err)
+		}
+	}
+	if !m.HasColumn(&v4EventRow{}, "Fields") {
+		if err := m.AddColumn(&v4EventRow{}, "Fields"); err != nil {
+			return fmt.Errorf("add events.fields: %w", err)
+		}
+	}
+	for _, idx := range []string{"idx_hosts_ipv4", "idx_hosts_ipv6"} {
+		if m.HasIndex(&v4HostRow{}, idx) {
+			continue
+		}
+		if err := m.CreateIndex(&v4HostRow{}, idx); err != nil {
+			return fmt.Errorf("create index %s: %w", idx, err)
+		}
+	}
+	return nil
+}

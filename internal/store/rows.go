@@ -15,11 +15,11 @@ import (
 // as host_macs rows, which make each MAC unique and findable.
 type hostRow struct {
 	Name             string `gorm:"primaryKey;size:63"`
-	MACs             string `gorm:"column:macs;type:text;not null"` // JSON array, lower case
-	IPv4             string `gorm:"column:ipv4;size:64;not null"`
+	MACs             string `gorm:"column:macs;type:text;not null"`                    // JSON array, lower case
+	IPv4             string `gorm:"column:ipv4;size:64;not null;index:idx_hosts_ipv4"` // index: v4
 	Gateway          string `gorm:"size:64;not null"`
-	DNS              string `gorm:"column:dns;size:1024;not null"` // JSON array
-	IPv6             string `gorm:"column:ipv6;size:64;not null"`
+	DNS              string `gorm:"column:dns;size:1024;not null"`                     // JSON array
+	IPv6             string `gorm:"column:ipv6;size:64;not null;index:idx_hosts_ipv6"` // index: v4
 	Gateway6         string `gorm:"column:gateway6;size:64;not null"`
 	VLAN             int    `gorm:"column:vlan;not null"`
 	Hostname         string `gorm:"size:255;not null"`
@@ -43,6 +43,7 @@ type hostRow struct {
 	TokenHash    string `gorm:"size:64;not null"`
 	CallbackHash string `gorm:"size:64;not null"`
 	LastCallback string `gorm:"size:16;not null"`
+	LastError    string `gorm:"size:1024;not null;default:''"` // v4
 
 	CreatedAt time.Time `gorm:"precision:6;not null"`
 	UpdatedAt time.Time `gorm:"precision:6;not null"`
@@ -89,6 +90,7 @@ type eventRow struct {
 	FromState string    `gorm:"size:16;not null"`
 	ToState   string    `gorm:"size:16;not null"`
 	Attempt   int       `gorm:"not null"`
+	Fields    string    `gorm:"size:1024;not null;default:''"` // v4: JSON array of field names
 	Reason    string    `gorm:"type:text;not null"`
 	RequestID string    `gorm:"size:128;not null"`
 	Time      time.Time `gorm:"precision:6;not null;index"`
@@ -165,6 +167,7 @@ func toHostRow(h host.Host) hostRow {
 		TokenHash:        h.TokenHash,
 		CallbackHash:     h.CallbackHash,
 		LastCallback:     string(h.LastCallback),
+		LastError:        h.LastError,
 		CreatedAt:        utc(h.CreatedAt),
 		UpdatedAt:        utc(h.UpdatedAt),
 	}
@@ -199,6 +202,7 @@ func (r hostRow) columns() map[string]any {
 		"token_hash":         r.TokenHash,
 		"callback_hash":      r.CallbackHash,
 		"last_callback":      r.LastCallback,
+		"last_error":         r.LastError,
 		"updated_at":         r.UpdatedAt,
 	}
 }
@@ -235,15 +239,23 @@ func (r hostRow) toHost() host.Host {
 		TokenHash:    r.TokenHash,
 		CallbackHash: r.CallbackHash,
 		LastCallback: host.Event(r.LastCallback),
+		LastError:    r.LastError,
 	}
 }
 
+// toEventRow stores a lifecycle event in the event column and any other
+// record in action, as rows always have; a record's fields go to fields.
 func toEventRow(r host.Record) eventRow {
+	fields := ""
+	if len(r.Fields) > 0 {
+		fields = encodeList(r.Fields)
+	}
 	return eventRow{
 		HostName:  r.Host,
 		Actor:     r.Actor,
 		Event:     string(r.Event),
 		Action:    r.Action,
+		Fields:    fields,
 		FromState: string(r.From),
 		ToState:   string(r.To),
 		Attempt:   r.Attempt,
@@ -263,6 +275,7 @@ func (r eventRow) toRecord() host.Record {
 		From:      host.State(r.FromState),
 		To:        host.State(r.ToState),
 		Attempt:   r.Attempt,
+		Fields:    decodeList(r.Fields),
 		Reason:    r.Reason,
 		RequestID: r.RequestID,
 		Time:      r.Time.UTC(),

@@ -36,15 +36,21 @@ func each(t *testing.T, f func(t *testing.T, db *store.DB)) {
 
 var ctx = context.Background()
 
-// testHost returns a host with every field set.
+// testHost returns a host with every field set. Its addresses come from the
+// last three bytes of its first MAC, so hosts with different MACs do not
+// share an address.
 func testHost(name string, macs ...string) host.Host {
+	var b [3]int
+	if len(macs) > 0 {
+		fmt.Sscanf(strings.ToLower(macs[0][9:]), "%x:%x:%x", &b[0], &b[1], &b[2])
+	}
 	return host.Host{
 		Name:             name,
 		MACs:             macs,
-		IPv4:             "10.0.2.15/24",
+		IPv4:             fmt.Sprintf("10.%d.%d.%d/8", b[0], b[1], b[2]),
 		Gateway:          "10.0.2.2",
 		DNS:              []string{"10.0.2.3", "10.0.2.4"},
-		IPv6:             "2001:db8::15/64",
+		IPv6:             fmt.Sprintf("2001:db8::%x:%x:%x/64", b[0], b[1], b[2]),
 		Gateway6:         "2001:db8::1",
 		VLAN:             42,
 		Hostname:         name + "-os",
@@ -293,7 +299,7 @@ func TestConflicts(t *testing.T) {
 			t.Errorf("UpdateHost(MAC of node01) = %v, want ErrConflict", err)
 		}
 		got := mustGet(t, db, "node02")
-		if got.Version != 1 || got.IPv4 != "10.0.2.15/24" || !slices.Equal(got.MACs, []string{"52:54:00:00:00:02"}) {
+		if got.Version != 1 || got.IPv4 != "10.0.0.2/8" || !slices.Equal(got.MACs, []string{"52:54:00:00:00:02"}) {
 			t.Errorf("node02 after conflicting update = version %d ipv4 %s MACs %v, want unchanged", got.Version, got.IPv4, got.MACs)
 		}
 		if evs, _ := db.Events(ctx, "node02", 0); len(evs) != 1 {
