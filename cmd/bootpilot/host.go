@@ -54,7 +54,7 @@ func newHostCmd() *cobra.Command {
 				return c.Action(cmd.Context(), name, host.EventAdopt)
 			}),
 		newHostTokenCmd(f), newHostEventsCmd(f), newHostImportCmd(f), newHostISOCmd(f),
-		newHostMediaCmd(f), newHostPowerCmd(f),
+		newHostMediaCmd(f), newHostPowerCmd(f), newHostPreviewCmd(f),
 	)
 	return cmd
 }

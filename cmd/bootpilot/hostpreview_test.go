@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/bootpilot/bootpilot/internal/config"
+	"github.com/bootpilot/bootpilot/internal/host"
+)
+
+// TestHostPreviewCLI: `host preview` shows the install script and kickstart
+// of the next boot with the placeholder callback token, in text and JSON,
+// and leaves the host and its events alone; a boot that cannot be rendered
+// fails the command with the reason shown.
+func TestHostPreviewCLI(t *testing.T) {
+	url, _ := realServer(t, "sqlite", func(c *config.Config) { c.CleanProfile = "no-such-clean" })
+	quickStart(t)
+	before := hostState(t, "node01")
+	events := cli(t, "host", "events", "node01")
+
+	out := cli(t, "host", "preview", "node01")
+	cb := "bootpilot.callback=" + url + "/boot/v1/callback/node01/" + host.PreviewCallbackToken
+	for _, want := range []string{"state:", "reimage", "action:", "install", "attempt:", "--- script ---", "#!ipxe", cb, "--- ks.cfg ---", "%post"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("host preview lacks %q:\n%s", want, out)
+		}
+	}
+	var p host.Preview
+	if err := json.Unmarshal([]byte(cli(t, "host", "preview", "node01", "-o", "json")), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Action != host.ActionInstall || p.Attempt != 1 || !strings.Contains(p.Script, cb) || p.Configs["ks.cfg"] == "" {
+		t.Errorf("host preview -o json = %+v", p)
+	}
+	after := hostState(t, "node01")
+	if after.State != before.State || after.Attempt != before.Attempt || after.Version != before.Version {
+		t.Errorf("preview changed the host: %s/%d/v%d → %s/%d/v%d", before.State, before.Attempt, before.Version, after.State, after.Attempt, after.Version)
+	}
+	if got := cli(t, "host", "events", "node01"); got != events {
+		t.Errorf("preview added events:\n%s\nwas:\n%s", got, events)
+	}
+
+	cli(t, "host", "cancel", "node01")
+	cli(t, "host", "clean", "node01")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"host", "preview", "node01"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(stdout.String(), "error:") || !strings.Contains(stdout.String(), "no-such-clean") {
+		t.Errorf("preview of an unrenderable clean = %v:\n%s", err, stdout.String())
+	}
+}
