@@ -19,6 +19,7 @@ import (
 // (30 s): meanwhile a normal boot is served, and then the server closes the
 // slow connections. The 120 s deadline is only a safety net.
 func TestSlowBodies(t *testing.T) {
+	t.Parallel() // mostly waiting; overlaps the other long test
 	s := startServer(t, serverOptions{})
 	tok := s.addHost("node01", 1, "")
 	const slow = 50

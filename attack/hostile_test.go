@@ -69,6 +69,7 @@ type outcome struct {
 // `bootpilot … show` print no terminal controls. The table of outcomes is
 // logged; an accepted-but-harmful case fails the test.
 func TestHostileInputs(t *testing.T) {
+	t.Parallel() // mostly waiting; overlaps the other long test
 	s := startServer(t, serverOptions{secretKey: true})
 	h := newHostileRun(t, s)
 	fields := []hostileField{

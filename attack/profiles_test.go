@@ -39,7 +39,11 @@ func TestProfileConfigTemplateDoS(t *testing.T) {
 	for _, tc := range []struct{ what, config string }{
 		{"nested range", `{{range 10000}}{{range 10000}}{{end}}{{end}}`},
 		{"printf doubling", doubling},
-		{"define doubling", laughs(18)},
+		{"define recursion doubling", `{{define "d"}}{{if lt (len .) 268435456}}{{template "d" (printf "%s%s" . .)}}` +
+			`{{else}}{{len .}}{{end}}{{end}}{{template "d" "x"}}`},
+		// The old code already capped the rendered output (1 MiB); kept so
+		// a budget on values alone cannot regress it.
+		{"billion laughs", laughs(18)},
 	} {
 		_, peak0 := s.memory()
 		p := benignProfile("dos")
