@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/images"
 	"github.com/bootpilot/bootpilot/internal/mediaurl"
 	"github.com/bootpilot/bootpilot/internal/redfish"
 	"github.com/bootpilot/bootpilot/internal/store"
@@ -508,14 +509,22 @@ func (o *redfishOps) provision(ctx context.Context, name string, boot bool, acto
 // provisionLocked is provision with hooks for bulk jobs: running is called
 // once the BMC is ours, before runs first (and may fail the whole thing).
 func (o *redfishOps) provisionLocked(ctx context.Context, name string, boot bool, actor, reqID, reason string,
-	running func(), before func() error) (mediaResult, error) {
+	running func(), before func() error) (_ mediaResult, err error) {
 	res := mediaResult{Host: name}
-	err := o.dialDo(ctx, name, running, func(rc *redfish.Client, b store.BMC) error {
+	step := "connect to the BMC" // the step that failed, for the audit event; "": not a BMC step
+	defer func() {
+		if step != "" {
+			o.auditFailure(ctx, name, actor, reqID, step, err)
+		}
+	}()
+	err = o.dialDo(ctx, name, running, func(rc *redfish.Client, b store.BMC) error {
+		step = ""
 		if before != nil {
 			if err := before(); err != nil {
 				return err
 			}
 		}
+		step = "build the ISO"
 		data, err := o.s.buildISO(ctx, name, o.rec(name, actor, reqID, "token-rotate", "ISO built for virtual media; the old boot token stops working"))
 		if err != nil {
 			return err
@@ -525,6 +534,7 @@ func (o *redfishOps) provisionLocked(ctx context.Context, name string, boot bool
 			return err
 		}
 		res.Expires = exp
+		step = "insert virtual media"
 		if err := rc.InsertMedia(ctx, u); err != nil {
 			o.media.drop(name)
 			return err
@@ -533,6 +543,7 @@ func (o *redfishOps) provisionLocked(ctx context.Context, name string, boot bool
 		if reason != "" {
 			why += ": " + reason
 		}
+		step = "record the inserted media"
 		if err := o.bmcs.SetBMCMedia(ctx, name, true, o.rec(name, actor, reqID, "redfish-insert", why)); err != nil {
 			return err
 		}
@@ -540,11 +551,14 @@ func (o *redfishOps) provisionLocked(ctx context.Context, name string, boot bool
 			res.Media = viewMedia(ms)
 		}
 		if !boot {
+			step = ""
 			return nil
 		}
+		step = "set the boot override to the CD"
 		if err := rc.SetBootOverride(ctx, "Cd", "Once"); err != nil {
 			return err
 		}
+		step = "read the power state"
 		before, err := rc.PowerState(ctx)
 		if err != nil {
 			return err
@@ -553,9 +567,11 @@ func (o *redfishOps) provisionLocked(ctx context.Context, name string, boot bool
 		if before == "Off" {
 			kind = "On"
 		}
+		step = "power " + kind
 		if err := rc.Reset(ctx, kind); err != nil {
 			return err
 		}
+		step = ""
 		o.audit(ctx, name, o.rec(name, actor, reqID, "redfish-boot",
 			fmt.Sprintf("boot override Cd once (UEFI), power %s → %s", before, kind)))
 		res.PowerState, _ = rc.PowerState(ctx)
@@ -588,18 +604,35 @@ func (o *redfishOps) publish(name string, data []byte) (string, time.Time, error
 // the boot override; the step is audited.
 func (o *redfishOps) eject(ctx context.Context, name string, clearBoot bool, actor, reqID, reason string) error {
 	unpublish := func() { o.media.drop(name) }
+	step := "connect to the BMC"
 	err := o.dialDo(ctx, name, unpublish, func(rc *redfish.Client, b store.BMC) error {
+		step = "eject virtual media"
 		if err := rc.EjectMedia(ctx); err != nil {
 			return err
 		}
 		if clearBoot {
+			step = "clear the boot override"
 			if err := rc.SetBootOverride(ctx, "None", "Disabled"); err != nil {
 				return err
 			}
 		}
+		step = "record the ejected media"
 		return o.bmcs.SetBMCMedia(ctx, name, false, o.rec(name, actor, reqID, "redfish-eject", reason))
 	})
+	o.auditFailure(ctx, name, actor, reqID, step, err)
 	return err
+}
+
+// auditFailure stores a failed BMC step of host name as a redfish-failed
+// event: the step and the error, with URL credentials, queries (signed
+// media URLs) and terminal escapes removed. Nothing is stored for a nil
+// err, or when nothing was tried: the host has no BMC, the server no key.
+func (o *redfishOps) auditFailure(ctx context.Context, name, actor, reqID, step string, err error) {
+	if err == nil || errors.Is(err, host.ErrNotFound) || errors.As(err, new(errNotConfigured)) {
+		return
+	}
+	detail := host.CleanText(images.RedactText(err.Error()), host.MaxDetailText)
+	o.audit(context.WithoutCancel(ctx), name, o.rec(name, actor, reqID, "redfish-failed", step+" failed: "+detail))
 }
 
 // afterTransition runs after a committed state change of h: when a host
@@ -621,8 +654,7 @@ func (s *Server) afterTransition(h host.Host) {
 		}
 		err = o.eject(ctx, h.Name, true, "system", "", fmt.Sprintf("host is %s: media ejected, boot override cleared", h.State))
 		if err != nil {
-			s.log.Error("redfish: eject after install", "host", h.Name, "err", err)
-			o.audit(ctx, h.Name, o.rec(h.Name, "system", "", "redfish-eject-failed", err.Error()))
+			s.log.Error("redfish: eject after install", "host", h.Name, "err", err) // eject stored the event
 			return
 		}
 		s.log.Info("redfish: media ejected, boot override cleared", "host", h.Name)

@@ -332,8 +332,8 @@ func testReimageViaRedfish(t *testing.T, driver string, q bmcsim.Quirks, plainMe
 
 	// Audit trail: every step, with actor and request id, no secrets.
 	_, evs := e.raw("GET", "/api/v1/hosts/node01/events", nil)
-	for _, want := range []string{`"action":"bmc-set"`, `"action":"redfish-insert"`, `"action":"redfish-boot"`,
-		`"action":"redfish-eject"`, `"reason":"ticket-42"`} {
+	for _, want := range []string{`"event":"bmc-set"`, `"event":"redfish-insert"`, `"event":"redfish-boot"`,
+		`"event":"redfish-eject"`, `"reason":"ticket-42"`} {
 		if !strings.Contains(evs, want) {
 			t.Errorf("events lack %s:\n%s", want, evs)
 		}

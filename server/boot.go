@@ -118,6 +118,7 @@ func (s *Server) bootScript(c *gin.Context) {
 			return recs, nil
 		}
 		h.CallbackHash, h.LastCallback = cbHash, ""
+		h.LastError = "" // served: whatever stopped an earlier boot is fixed
 		script, err = s.renderAction(*h, plan.Action, cb, profiles)
 		if err != nil {
 			return nil, err
@@ -177,9 +178,10 @@ func (s *Server) serveStatic(c *gin.Context, h host.Host, a host.Action) {
 func (s *Server) bootError(c *gin.Context, name, step string, err error) {
 	s.metrics.boot("error")
 	var ve *host.ValidationError
-	if errors.As(err, &ve) || errors.Is(err, host.ErrNotFound) {
+	if errors.As(err, &ve) || errors.Is(err, host.ErrNotFound) || errors.As(err, new(*host.ProfileError)) {
 		// A profile or template problem: nothing will fix itself by retrying.
 		s.log.Error("boot: cannot build script; serving localboot", "host", name, "step", step, "request_id", requestID(c), "err", err)
+		s.recordBootFailure(c, name, bootFailureReason(requestID(c), err))
 		s.localboot(c)
 		return
 	}
@@ -223,15 +225,18 @@ func (s *Server) scriptData(h host.Host, a host.Action, cb string, profiles map[
 	case host.ActionInstall:
 		profile = h.Profile
 		if profile == "" {
-			return d, host.Invalid("profile", "host %s has no profile to install", h.Name)
+			return d, &host.ProfileError{Host: h.Name}
 		}
 	case host.ActionClean:
 		profile = s.opt.CleanProfile
+		if profile == "" {
+			return d, &host.ProfileError{Host: h.Name, Clean: true}
+		}
 	}
 	if profile != "" {
 		p, ok := profiles[profile]
 		if !ok {
-			return d, fmt.Errorf("profile %q: %w", profile, host.ErrNotFound)
+			return d, &host.ProfileError{Host: h.Name, Clean: a == host.ActionClean, Profile: profile}
 		}
 		if p.Installer == host.InstallerImage && a == host.ActionInstall {
 			u, err := s.servedImage(p)
@@ -291,14 +296,38 @@ func (s *Server) installConfigRenders(c *gin.Context, h host.Host, attempt int, 
 // recordRenderFailure stores the audit event of a profile config (file ""
 // for all of them) that could not be rendered for host name.
 func (s *Server) recordRenderFailure(c *gin.Context, name, profile, file string, err error) {
-	reason := renderFailureReason(profile, file, requestID(c), err)
+	s.recordBootFailure(c, name, renderFailureReason(profile, file, requestID(c), err))
+}
+
+// recordBootFailure stores why host name could not be served what its state
+// asks for: a render-failed event and the host's last_error (cleared by the
+// next served script). reason must hold no secrets.
+func (s *Server) recordBootFailure(c *gin.Context, name, reason string) {
 	_, uerr := s.store.UpdateHost(c.Request.Context(), name, func(h *host.Host) ([]host.Record, error) {
+		h.LastError = reason
 		return []host.Record{{Host: h.Name, Actor: "boot", Action: "render-failed", Attempt: h.Attempt,
 			Reason: reason, RequestID: requestID(c), Time: s.now().UTC()}}, nil
 	})
 	if uerr != nil {
 		s.log.Error("boot: record render failure", "host", name, "request_id", requestID(c), "err", uerr)
 	}
+}
+
+// bootFailureReason is the audit text of a boot that fell back to the disk
+// for a profile or template problem: a missing profile says which and how
+// to create it (names only); anything else points to the log, which has
+// the details (template errors may quote the rendered data).
+func bootFailureReason(rid string, err error) string {
+	var pe *host.ProfileError
+	if errors.As(err, &pe) {
+		return "the disk was booted: " + pe.Error()
+	}
+	what := "the boot script cannot be rendered"
+	var ve *host.ValidationError
+	if errors.As(err, &ve) && ve.Field != "" {
+		what += " (" + ve.Field + ")"
+	}
+	return fmt.Sprintf("the disk was booted: %s; details in the server log (request id %s)", what, rid)
 }
 
 // renderFailureReason is the audit text of a render failure: the bound a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -203,19 +204,19 @@ func (o *redfishOps) runJobHost(id string, i int, name string, e host.Event, act
 	}
 }
 
-// flag applies a reimage or clean event to host name.
+// flag applies a reimage or clean event to host name, by the rules of
+// admin events (Server.admin); a host already flagged stays as it is.
 func (o *redfishOps) flag(ctx context.Context, name string, e host.Event, actor, reqID, reason string) error {
-	_, err := o.s.store.UpdateHost(ctx, name, func(h *host.Host) ([]host.Record, error) {
-		if e == host.EventReimage && h.Profile == "" {
-			return nil, host.Invalid("profile", "host %s has no profile", h.Name)
-		}
-		recs, err := o.s.transition(h, e, actor, reqID, reason)
-		if err != nil {
-			return nil, err
-		}
-		h.CleanThenInstall = false
-		return recs, nil
+	known, err := o.s.knownProfiles(ctx, name, "")
+	if err != nil {
+		return err
+	}
+	_, err = o.s.store.UpdateHost(ctx, name, func(h *host.Host) ([]host.Record, error) {
+		return o.s.admin(h, e, actionBody{Reason: reason}, known, actor, reqID)
 	})
+	if errors.Is(err, errNoop) {
+		return nil
+	}
 	return err
 }
 

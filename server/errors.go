@@ -48,8 +48,12 @@ func (s *Server) fail(c *gin.Context, err error) {
 	code := status(err)
 	body := errorBody{Error: err.Error()}
 	var ve *host.ValidationError
-	if errors.As(err, &ve) {
+	var fe interface{ FieldName() string } // *host.ConflictError, *host.ProfileError
+	switch {
+	case errors.As(err, &ve):
 		body = errorBody{Error: ve.Reason, Field: ve.Field}
+	case errors.As(err, &fe):
+		body.Field = fe.FieldName()
 	}
 	if code == http.StatusInternalServerError {
 		s.log.Error("request failed", "method", c.Request.Method, "route", c.FullPath(),

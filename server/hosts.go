@@ -1,13 +1,15 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -183,19 +185,35 @@ func (s *Server) patchHost(c *gin.Context) {
 			return
 		}
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	h, err := s.store.UpdateHost(c.Request.Context(), c.Param("name"), func(h *host.Host) ([]host.Record, error) {
+	name := c.Param("name")
+	h, err := s.store.UpdateHost(c.Request.Context(), name, func(h *host.Host) ([]host.Record, error) {
+		old := *h
+		old.MACs, old.DNS = slices.Clone(h.MACs), slices.Clone(h.DNS)
 		if err := applyFields(h, m, patchable); err != nil {
 			return nil, err
 		}
 		if err := h.Normalize(); err != nil {
 			return nil, err
 		}
-		return []host.Record{s.record(c, h.Name, "update", fmt.Sprintf("fields %v", keys))}, nil
+		changed := host.Changed(old, *h)
+		if len(changed) == 0 {
+			return nil, errNoop
+		}
+		if slices.Contains(changed, "profile") && h.Profile == "" {
+			// Taking the profile of a host about to install leaves it
+			// nothing to install. (A new profile was checked above.)
+			onlyInstall := func(p string) bool { return p != "" && p == s.opt.CleanProfile }
+			if err := host.RequireProfiles(*h, s.opt.CleanProfile, onlyInstall); err != nil {
+				return nil, err
+			}
+		}
+		rec := s.record(c, h.Name, "update", "changed "+strings.Join(changed, ", "))
+		rec.Fields = changed
+		return []host.Record{rec}, nil
 	})
+	if errors.Is(err, errNoop) {
+		h, err = s.store.GetHost(c.Request.Context(), name)
+	}
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -259,7 +277,8 @@ type actionBody struct {
 	Via         string `json:"via"`          // reimage/clean: "redfish" inserts the ISO and restarts (bmc.go)
 }
 
-// hostAction applies an admin lifecycle event.
+// hostAction applies an admin lifecycle event. A reimage, clean or hold of
+// a host already there is a no-op 200 without an event.
 func (s *Server) hostAction(e host.Event) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var body actionBody
@@ -271,56 +290,128 @@ func (s *Server) hostAction(e host.Event) gin.HandlerFunc {
 				return
 			}
 		}
-		if len(body.Reason) > 1000 {
-			s.fail(c, host.Invalid("reason", "longer than 1000 characters"))
+		if err := body.check(e); err != nil {
+			s.fail(c, err)
 			return
 		}
 		if body.Profile != "" {
-			if err := host.ValidName("profile", body.Profile); err != nil {
-				s.fail(c, err)
-				return
-			}
 			if err := s.checkProfile(c, body.Profile); err != nil {
 				s.fail(c, err)
 				return
 			}
 		}
 		if body.Via != "" {
-			if e != host.EventReimage && e != host.EventClean {
-				s.fail(c, host.Invalid("via", "only reimage and clean go via a BMC"))
-				return
-			}
 			if err := s.checkVia(c.Request.Context(), c.Param("name"), body.Via); err != nil {
 				s.fail(c, err)
 				return
 			}
 		}
-		h, err := s.store.UpdateHost(c.Request.Context(), c.Param("name"), func(h *host.Host) ([]host.Record, error) {
-			if body.Profile != "" {
-				h.Profile = body.Profile
-			}
-			if (e == host.EventReimage || e == host.EventRetry) && h.Profile == "" {
-				return nil, host.Invalid("profile", "host %s has no profile; pass {\"profile\": …}", h.Name)
-			}
-			recs, err := s.transition(h, e, actor(c), requestID(c), body.Reason)
-			if err != nil {
-				return nil, err
-			}
-			h.CleanThenInstall = e == host.EventClean && body.ThenInstall
-			return recs, nil
-		})
+		name := c.Param("name")
+		known, err := s.knownProfiles(c.Request.Context(), name, body.Profile)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
-		s.log.Info("host action", "host", h.Name, "event", e, "state", h.State, "actor", actor(c), "request_id", requestID(c))
+		h, err := s.store.UpdateHost(c.Request.Context(), name, func(h *host.Host) ([]host.Record, error) {
+			return s.admin(h, e, body, known, actor(c), requestID(c))
+		})
+		changed := err == nil
+		if errors.Is(err, errNoop) {
+			h, err = s.store.GetHost(c.Request.Context(), name)
+		}
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if changed {
+			s.log.Info("host action", "host", h.Name, "event", e, "state", h.State, "actor", actor(c), "request_id", requestID(c))
+		}
 		if body.Via != "" {
 			s.viaRedfish(c, h, body.Reason)
 			return
 		}
 		c.JSON(http.StatusOK, h)
-		s.afterTransition(h) // cancel → ready: eject media we inserted
+		if changed {
+			s.afterTransition(h) // cancel → ready: eject media we inserted
+		}
 	}
+}
+
+// check refuses options the event does not take.
+func (b actionBody) check(e host.Event) error {
+	if len(b.Reason) > 1000 {
+		return host.Invalid("reason", "longer than 1000 characters")
+	}
+	if b.Profile != "" {
+		if e != host.EventReimage && e != host.EventClean && e != host.EventRetry {
+			return host.Invalid("profile", "only reimage, retry and clean take a profile")
+		}
+		if err := host.ValidName("profile", b.Profile); err != nil {
+			return err
+		}
+	}
+	if b.ThenInstall && e != host.EventClean {
+		return host.Invalid("then_install", "only clean takes then_install")
+	}
+	if b.Via != "" && e != host.EventReimage && e != host.EventClean {
+		return host.Invalid("via", "only reimage and clean go via a BMC")
+	}
+	return nil
+}
+
+// knownProfiles reports which of the profiles an admin event on host name
+// may need exist: the body's, the host's and the clean profile. They are
+// read before the event's transaction, which must not wait for a second
+// connection while it holds the host row; a profile the locked row names
+// that was not read here counts as missing.
+func (s *Server) knownProfiles(ctx context.Context, name, profile string) (func(string) bool, error) {
+	h, err := s.store.GetHost(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, p := range []string{profile, h.Profile, s.opt.CleanProfile} {
+		if p == "" || have[p] {
+			continue
+		}
+		_, err := s.store.GetProfile(ctx, p)
+		switch {
+		case err == nil:
+			have[p] = true
+		case !errors.Is(err, host.ErrNotFound):
+			return nil, err
+		}
+	}
+	return func(p string) bool { return have[p] }, nil
+}
+
+// admin applies admin event e with the options of body to h, in an
+// UpdateHost callback: the one place for the rules of admin events (and
+// bulk jobs). A repeated reimage, clean or hold returns errNoop (not with
+// via: a BMC sequence is not run again for a host already flagged); an event
+// the state does not allow a *host.TransitionError that says what to do;
+// a host left without the profiles its next boot needs a
+// *host.ProfileError (host.RequireProfiles).
+func (s *Server) admin(h *host.Host, e host.Event, body actionBody, known func(string) bool, actor, rid string) ([]host.Record, error) {
+	if host.Repeated(*h, e) && (body.Profile == "" || body.Profile == h.Profile) && body.Via == "" &&
+		(e != host.EventClean || body.ThenInstall == h.CleanThenInstall) {
+		return nil, errNoop
+	}
+	if err := host.Admit(*h, e); err != nil {
+		return nil, err
+	}
+	if body.Profile != "" {
+		h.Profile = body.Profile
+	}
+	recs, err := s.transition(h, e, actor, rid, body.Reason)
+	if err != nil {
+		return nil, err
+	}
+	h.CleanThenInstall = e == host.EventClean && body.ThenInstall
+	if err := host.RequireProfiles(*h, s.opt.CleanProfile, known); err != nil {
+		return nil, err
+	}
+	return recs, nil
 }
 
 // hostISO answers GET /api/v1/hosts/{name}/iso: a fresh boot token is made,
