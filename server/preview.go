@@ -47,7 +47,7 @@ func (s *Server) preview(ctx context.Context, h host.Host) (host.Preview, error)
 	}
 	script, err := s.renderAction(h, action, cb, profiles)
 	if err != nil {
-		p.Error = err.Error()
+		p.Error = unrenderable(err)
 		return p, nil
 	}
 	p.Script = string(script)
@@ -56,7 +56,7 @@ func (s *Server) preview(ctx context.Context, h host.Host) (host.Preview, error)
 	}
 	d, err := s.scriptData(h, action, cb, profiles)
 	if err != nil {
-		p.Error = err.Error()
+		p.Error = unrenderable(err)
 		return p, nil
 	}
 	for _, f := range bootscripts.ConfigFiles(d.Profile.Installer) {
@@ -66,7 +66,7 @@ func (s *Server) preview(ctx context.Context, h host.Host) (host.Preview, error)
 		case errors.Is(err, bootscripts.ErrBusy), errors.Is(err, context.Canceled):
 			return p, err
 		case err != nil:
-			p.Error = err.Error()
+			p.Error = unrenderable(err)
 			return p, nil
 		}
 		if p.Configs == nil {
@@ -75,4 +75,10 @@ func (s *Server) preview(ctx context.Context, h host.Host) (host.Preview, error)
 		p.Configs[f] = buf.String()
 	}
 	return p, nil
+}
+
+// unrenderable is a preview's Error: what a boot would do instead (the
+// local disk, as bootScript serves on any render failure), and why.
+func unrenderable(err error) string {
+	return "cannot be rendered, so the host would boot its local disk: " + err.Error()
 }

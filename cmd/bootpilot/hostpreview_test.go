@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/bootpilot/bootpilot/internal/config"
 	"github.com/bootpilot/bootpilot/internal/host"
 )
 
@@ -16,7 +17,7 @@ import (
 // and leaves the host and its events alone; a boot that cannot be rendered
 // fails the command with the reason shown.
 func TestHostPreviewCLI(t *testing.T) {
-	url, _ := realServer(t, "sqlite", func(c *config.Config) { c.CleanProfile = "no-such-clean" })
+	url, _ := realServer(t, "sqlite")
 	quickStart(t)
 	before := hostState(t, "node01")
 	events := cli(t, "host", "events", "node01")
@@ -43,11 +44,20 @@ func TestHostPreviewCLI(t *testing.T) {
 		t.Errorf("preview added events:\n%s\nwas:\n%s", got, events)
 	}
 
-	cli(t, "host", "cancel", "node01")
-	cli(t, "host", "clean", "node01")
+	// A profile config that renders for the sample data (two DNS servers)
+	// but not for this host (one): the preview says why, and fails.
+	tmpl := filepath.Join(t.TempDir(), "ks.tmpl")
+	if err := os.WriteFile(tmpl, []byte("network --nameserver={{index .DNS 1}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, "profile", "add", "broken", "--installer", "kickstart", "--config-file", tmpl,
+		"--kernel", "https://mirror.example/rocky9/vmlinuz", "--initrd", "https://mirror.example/rocky9/initrd.img")
+	cli(t, "host", "add", "node02", "--mac", "52:54:00:12:34:57", "--ipv4", "10.0.2.16/24",
+		"--gateway", "10.0.2.2", "--dns", "10.0.2.3", "--profile", "broken")
+	cli(t, "host", "reimage", "node02")
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"host", "preview", "node01"}, &stdout, &stderr)
-	if err == nil || !strings.Contains(stdout.String(), "error:") || !strings.Contains(stdout.String(), "no-such-clean") {
-		t.Errorf("preview of an unrenderable clean = %v:\n%s", err, stdout.String())
+	err := run(context.Background(), []string{"host", "preview", "node02"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(stdout.String(), "error:") || !strings.Contains(stdout.String(), "index out of range") {
+		t.Errorf("preview of an unrenderable install = %v:\n%s", err, stdout.String())
 	}
 }

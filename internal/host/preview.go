@@ -19,7 +19,7 @@ type Preview struct {
 	Attempt int               `json:"attempt"`           // 1: the attempt the next boot would be
 	Script  string            `json:"script"`            // "#!ipxe\n…": the stage-1 script
 	Configs map[string]string `json:"configs,omitempty"` // {"ks.cfg": "…"}: installer configs of an install
-	Error   string            `json:"error,omitempty"`   // why the boot cannot be rendered, "" when it can
+	Error   string            `json:"error,omitempty"`   // why the boot cannot be rendered (it then boots the disk), "" when it can
 }
 
 // NextBoot returns what the next boot of h at now would be served and the
