@@ -10,7 +10,11 @@
 // host.CheckWord, host.CheckURL and host.CheckCmdline before rendering, even
 // though the host and profile were validated when they were saved; any
 // failure is an error, and the server then serves Localboot. Rendering goes
-// to a buffer first, so a failed render never writes half a script.
+// to a buffer first, so a failed render never writes half a script. The
+// rendered script is then checked positively (scriptcheck.go): parsed with
+// iPXE's own rules (internal/ipxescript), it must equal the parse of the same
+// template rendered with a placeholder word for every value, each value being
+// exactly one plain token (the command line: its words).
 //
 // Kernel command lines carry the host's static network configuration to the
 // next stage (dracut ip=/ifname=/nameserver=, d-i netcfg/*, initramfs-tools
