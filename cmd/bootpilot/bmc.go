@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -164,7 +167,7 @@ func newBMCTestCmd(f *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := c.TestBMC(cmd.Context(), args[0])
+			r, err := cliBMCWait(cmd.ErrOrStderr(), func() (client.BMCTest, error) { return c.TestBMC(cmd.Context(), args[0]) })
 			if err != nil {
 				return fmt.Errorf("bmc test %s: %w", args[0], err)
 			}
@@ -339,7 +342,7 @@ func newSecretKeyCmd() *cobra.Command {
 		Short: "Write a fresh random key to FILE (mode 0600; refuses to overwrite)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := secretbox.WriteKeyFile(args[0])
+			k, err := cliWriteSecretKey(args[0])
 			if err != nil {
 				return err
 			}
@@ -349,4 +352,21 @@ func newSecretKeyCmd() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// cliWriteSecretKey writes a fresh key to path, making its directory (0700)
+// when missing, and never replaces an existing key.
+func cliWriteSecretKey(path string) (*secretbox.Key, error) {
+	exists := fmt.Errorf("%s already exists; keep it (it seals the BMC passwords) or remove it first", path)
+	if _, err := os.Lstat(path); err == nil {
+		return nil, exists
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("secret-key init: %w", err)
+	}
+	k, err := secretbox.WriteKeyFile(path)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, exists
+	}
+	return k, err
 }

@@ -64,7 +64,11 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 // value returns the flag's value if it was set on the command line, else the
 // environment variable's, else def.
 func (f *clientFlags) value(name, env, cur, def string) string {
-	if fl := f.cmd.PersistentFlags().Lookup(name); fl != nil && fl.Changed {
+	fl := f.cmd.PersistentFlags().Lookup(name)
+	if fl == nil {
+		fl = f.cmd.Flags().Lookup(name) // iso build's own --token and --token-file
+	}
+	if fl != nil && fl.Changed {
 		return cur
 	}
 	if v, ok := os.LookupEnv(env); ok && v != "" {
@@ -91,28 +95,10 @@ func (f *clientFlags) client() (*client.Client, error) {
 		return nil, err
 	}
 	server := f.value(cliFlagServer, cliEnvServer, f.server, cliDefaultServer)
-
-	tok := f.value(cliFlagToken, cliEnvToken, f.token, "")
-	if tok == "" {
-		file := f.value(cliFlagTokenFile, cliEnvTokenFile, f.tokenFile, "")
-		if file == "" {
-			file = cliDataFile(cliTokenFile)
-		}
-		if file != "" {
-			b, err := os.ReadFile(file)
-			if err != nil {
-				return nil, fmt.Errorf("read token file: %w", err)
-			}
-			tok = strings.TrimSpace(string(b))
-			if tok == "" {
-				return nil, fmt.Errorf("token file %s is empty", file)
-			}
-		}
+	tok, err := f.adminToken()
+	if err != nil {
+		return nil, err
 	}
-	if tok == "" {
-		return nil, errors.New("no admin token: pass --token-file, set " + cliEnvToken + ", or run next to ./" + cliDataDir)
-	}
-
 	var caPEM []byte
 	ca := f.value(cliFlagCACert, cliEnvCACert, f.caCert, "")
 	if ca == "" {
@@ -130,6 +116,33 @@ func (f *clientFlags) client() (*client.Client, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// adminToken returns the admin token: --token, $BOOTPILOT_TOKEN, the file
+// of --token-file or $BOOTPILOT_TOKEN_FILE, else the server's data
+// directory's admin-token.
+func (f *clientFlags) adminToken() (string, error) {
+	tok := f.value(cliFlagToken, cliEnvToken, f.token, "")
+	if tok == "" {
+		file := f.value(cliFlagTokenFile, cliEnvTokenFile, f.tokenFile, "")
+		if file == "" {
+			file = cliDataFile(cliTokenFile)
+		}
+		if file != "" {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return "", fmt.Errorf("read token file: %w", err)
+			}
+			tok = strings.TrimSpace(string(b))
+			if tok == "" {
+				return "", fmt.Errorf("token file %s is empty", file)
+			}
+		}
+	}
+	if tok == "" {
+		return "", errors.New("no admin token: pass --token-file, set " + cliEnvToken + ", or run next to ./" + cliDataDir)
+	}
+	return tok, nil
 }
 
 // cliDataFile returns name inside the server's data directory

@@ -166,7 +166,7 @@ func newHostListCmd(f *clientFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			filter.State = host.State(state)
 			if state != "" && !filter.State.Valid() {
-				return fmt.Errorf("host list: --state %q is not a state", state)
+				return fmt.Errorf("host list: --state %q is not a state; valid states: %s", state, cliStates())
 			}
 			c, err := f.client()
 			if err != nil {
@@ -192,7 +192,7 @@ func newHostListCmd(f *clientFlags) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "only hosts in this state")
+	cmd.Flags().StringVar(&state, "state", "", "only hosts in this state: "+cliStates())
 	cmd.Flags().StringVar(&filter.Profile, "profile", "", "only hosts with this profile")
 	cmd.Flags().IntVar(&filter.Limit, "limit", 0, "at most this many hosts (0: the server's default)")
 	cmd.Flags().StringVar(&filter.After, "after", "", "only hosts whose name sorts after this one (paging)")
@@ -399,7 +399,7 @@ func hostActionRun(cmd *cobra.Command, f *clientFlags, v viaFlags, verb, name st
 	flag func() (host.Host, error), via func() (client.ViaResult, error)) error {
 	out := cmd.OutOrStdout()
 	if v.via != "" {
-		r, err := via()
+		r, err := cliBMCWait(cmd.ErrOrStderr(), via)
 		if err != nil {
 			return fmt.Errorf("host %s %s: %w", verb, name, err)
 		}

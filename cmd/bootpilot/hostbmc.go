@@ -23,7 +23,7 @@ func newHostMediaCmd(f *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := c.InsertMedia(cmd.Context(), args[0], reason)
+			r, err := cliBMCWait(cmd.ErrOrStderr(), func() (client.MediaResult, error) { return c.InsertMedia(cmd.Context(), args[0], reason) })
 			if err != nil {
 				return fmt.Errorf("host media insert %s: %w", args[0], err)
 			}
@@ -39,7 +39,8 @@ func newHostMediaCmd(f *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.EjectMedia(cmd.Context(), args[0], reason); err != nil {
+			_, err = cliBMCWait(cmd.ErrOrStderr(), func() (struct{}, error) { return struct{}{}, c.EjectMedia(cmd.Context(), args[0], reason) })
+			if err != nil {
 				return fmt.Errorf("host media eject %s: %w", args[0], err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: media ejected\n", args[0])
@@ -83,7 +84,7 @@ func newHostPowerCmd(f *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := c.Power(cmd.Context(), args[0], args[1], reason)
+			st, err := cliBMCWait(cmd.ErrOrStderr(), func() (string, error) { return c.Power(cmd.Context(), args[0], args[1], reason) })
 			if err != nil {
 				return fmt.Errorf("host power %s %s: %w", args[0], args[1], err)
 			}

@@ -43,6 +43,7 @@ type isoFlags struct {
 	ipxeEFI, ipxeSNP            string
 	offline                     bool
 	api, apiToken               string
+	serverCert                  string
 	hostName                    string
 	fromDB, db                  string
 }
@@ -50,13 +51,16 @@ type isoFlags struct {
 func newISOCmd() *cobra.Command {
 	iso := &cobra.Command{Use: "iso", Short: "Build per-host boot ISOs"}
 	var f isoFlags
+	auth := &clientFlags{} // --token, --token-file and their env twins, as for every client command
 	build := &cobra.Command{
 		Use:   "build",
 		Short: "Build a signed iPXE ISO for every host in a CSV file",
 		Long: `Build DIR/<name>.iso for every host in --csv, plus DIR/manifest.json.
 
-Tokens come either from the server (--api URL --token T: each host is
-registered or updated, then its boot token rotated) or are made locally
+Tokens come either from the server (--api URL: each host is registered or
+updated, then its boot token rotated; the admin token is found as by every
+client command: --token, BOOTPILOT_TOKEN, --token-file, BOOTPILOT_TOKEN_FILE,
+./bootpilot-data/admin-token) or are made locally
 (--offline), in which case DIR/hosts-import.json holds the hosts with the
 tokens' hashes for "bootpilot host import". With --from-db DATA_DIR instead
 of --csv, the hosts come from the server's database and each host's token
@@ -65,12 +69,25 @@ hash is replaced there once its ISO is built (the old token stops working);
 row is bad; every bad row is reported as FILE:LINE: column: reason. A CSV
 field may hold at most 4096 bytes and a line at most 65536.
 Each ISO carries its host's boot token and is written with mode 0600.
-Timestamps inside the ISOs come from SOURCE_DATE_EPOCH when set.`,
+Timestamps inside the ISOs come from SOURCE_DATE_EPOCH when set.
+
+The host of --server-url must be in the server's certificate, or every host
+refuses the server's TLS and boots its disk: the build stops when it is not
+(the certificate comes from --server-cert, else from the --api server's TLS
+handshake, else from DATA_DIR/server.pem with --from-db).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runISOBuild(cmd.Context(), f, cmd.ErrOrStderr())
+			if f.api != "" {
+				tok, err := auth.adminToken()
+				if err != nil {
+					return fmt.Errorf("iso build: --api: %w", err)
+				}
+				f.apiToken = tok
+			}
+			return runISOBuild(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
+	auth.cmd = build
 	fl := build.Flags()
 	fl.StringVar(&f.csv, "csv", "", "hosts CSV file (required)")
 	fl.StringVar(&f.out, "out", "", "output directory (required)")
@@ -88,7 +105,9 @@ Timestamps inside the ISOs come from SOURCE_DATE_EPOCH when set.`,
 	fl.StringVar(&f.ipxeSNP, "ipxe-efi-arm64", "", "use this unsigned arm64 iPXE EFI binary instead of ipxedust's")
 	fl.BoolVar(&f.offline, "offline", false, "make boot tokens locally and write DIR/hosts-import.json")
 	fl.StringVar(&f.api, "api", "", "server API URL to register hosts and rotate their boot tokens")
-	fl.StringVar(&f.apiToken, "token", "", "admin API token for --api (or env BOOTPILOT_TOKEN)")
+	fl.StringVar(&auth.token, cliFlagToken, "", "admin API token for --api (env "+cliEnvToken+"; prefer the env or --token-file: flags show in ps)")
+	fl.StringVar(&auth.tokenFile, cliFlagTokenFile, "", "file holding the admin API token for --api (env "+cliEnvTokenFile+"; default ./"+cliDataDir+"/"+cliTokenFile+" if present)")
+	fl.StringVar(&f.serverCert, "server-cert", "", "the server's certificate (DATA_DIR/server.pem): check that it names --server-url's host")
 	fl.StringVar(&f.hostName, "host", "", "build only this host (from the CSV or the database)")
 	fl.StringVar(&f.fromDB, "from-db", "", "build for the hosts in this server data directory's database (rotates their boot tokens)")
 	fl.StringVar(&f.db, "db", "", "with --from-db: database DSN instead of the data directory's SQLite (mysql://…)")
@@ -103,7 +122,7 @@ type manifestEntry struct {
 	imagebuilder.Artifact
 }
 
-func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
+func runISOBuild(ctx context.Context, f isoFlags, stdout, stderr io.Writer) error {
 	if (f.csv == "") == (f.fromDB == "") {
 		return errors.New("iso build: give exactly one of --csv or --from-db")
 	}
@@ -122,10 +141,7 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 		return errors.New("iso build: give exactly one of --offline or --api")
 	}
 	if f.api != "" && f.apiToken == "" {
-		f.apiToken = os.Getenv("BOOTPILOT_TOKEN")
-		if f.apiToken == "" {
-			return errors.New("iso build: --api needs --token (or BOOTPILOT_TOKEN)")
-		}
+		return errors.New("iso build: --api needs an admin token (--token-file, " + cliEnvTokenFile + " or " + cliEnvToken + ")")
 	}
 	if f.jobs < 1 {
 		f.jobs = 1
@@ -225,6 +241,10 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 	}
 	total := len(names)
 	names = nil
+	certNote, err := checkServerURLCert(ctx, f, caCert)
+	if err != nil {
+		return err
+	}
 
 	var api *client.Client
 	if f.api != "" {
@@ -367,6 +387,10 @@ func runISOBuild(ctx context.Context, f isoFlags, stderr io.Writer) error {
 		if err := imports.commit(); err != nil {
 			return fmt.Errorf("iso build: write hosts-import.json: %w", err)
 		}
+	}
+	fmt.Fprintln(stdout, isoSummary(total, f.out, b.Config().Signer))
+	if certNote != "" {
+		fmt.Fprintln(stdout, certNote)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/bootpilot/bootpilot/internal/version"
 )
 
 func main() {
@@ -29,7 +31,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	return root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
+	return cliError(cmd, err)
 }
 
 func newRootCmd() *cobra.Command {
@@ -38,7 +41,9 @@ func newRootCmd() *cobra.Command {
 		Short:         "Decide on every boot what each bare-metal server does: install, local disk or clean",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Get().String(), // --version, as `bootpilot version` prints it
 	}
+	root.SetVersionTemplate("bootpilot {{.Version}}\n")
 	root.AddCommand(newServeCmd(), newHostCmd(), newProfileCmd(), newISOCmd(),
 		newAgentCmd(), newBMCCmd(), newSecretKeyCmd(), newImageCmd(), newVersionCmd())
 	return root

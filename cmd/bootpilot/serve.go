@@ -39,16 +39,14 @@ signs ISOs (db.key; enrol db.cer in the hosts' firmware) unless --db-key or
 environment twin (--db ← BOOTPILOT_DB).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.EnvOverlay(cmd.Flags()); err != nil {
-				return err
-			}
-			if err := cfg.Validate(); err != nil {
+			if err := loadServeConfig(cmd.Flags(), &cfg, cmd.ErrOrStderr()); err != nil { // flag > env > --config file > default
 				return err
 			}
 			return serve(cmd.Context(), cfg, cmd.OutOrStdout(), cmd.ErrOrStderr(), nil)
 		},
 	}
 	cfg.Bind(cmd.Flags())
+	bindServeConfig(cmd.Flags())
 	return cmd
 }
 
