@@ -168,6 +168,10 @@ func (s *bootServer) ServeHTTP(w http.ResponseWriter, r *http.Request, e *bootEn
 		w.Write(e.kernel)
 	case "/files/init.cpio":
 		w.Write(e.initrd)
+	case "/boot/v1/config/node01/cf0123456789abcdef0123456789abcd/ks.cfg",
+		"/boot/v1/config/node01/cf0123456789abcdef0123456789abcd/preseed.cfg",
+		"/boot/v1/config/node01/cf0123456789abcdef0123456789abcd/ca.pem":
+		fmt.Fprintf(w, "# config %s for node01\n", r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:])
 	default:
 		status = http.StatusNotFound
 		http.NotFound(w, r)
@@ -318,6 +322,34 @@ func TestBootHoldThenInstall(t *testing.T) {
 	}
 	if s.served != 2 {
 		t.Errorf("server served %d scripts, want 2 (hold, then install)", s.served)
+	}
+	// iPXE fetched ks.cfg and built its cpio header: the kernel found it
+	// in the initramfs, and Anaconda is told to read it there.
+	if want := "BOOTPILOT-FILE /ks.cfg: # config ks.cfg for node01"; !strings.Contains(log, want) {
+		t.Errorf("serial log lacks %q:\n%s", want, log)
+	}
+	if !strings.Contains(args, " inst.ks=file:/ks.cfg ") {
+		t.Errorf("kernel arguments %q do not point Anaconda at /ks.cfg", args)
+	}
+}
+
+// TestBootPreseedFiles boots the preseed script: iPXE puts preseed.cfg and
+// the CA into the initramfs at the paths d-i and its early_command read.
+func TestBootPreseedFiles(t *testing.T) {
+	t.Parallel()
+	e := newBootEnv(t)
+	script, args := renderScript(t, bootData(t, host.ActionInstall, testHost(t, nil), testProfile(t, host.InstallerPreseed, nil)))
+	log := bootVM(t, e, &bootServer{scripts: []string{script}}, cmdlineRE)
+	for _, want := range []string{
+		"BOOTPILOT-FILE /preseed.cfg: # config preseed.cfg for node01",
+		"BOOTPILOT-FILE /bootpilot-ca.pem: # config ca.pem for node01",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("serial log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(args, "url=") {
+		t.Errorf("kernel arguments %q still send d-i to fetch its preseed itself", args)
 	}
 }
 

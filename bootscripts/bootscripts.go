@@ -208,7 +208,8 @@ func (r *Renderer) Config(w io.Writer, file string, d ScriptData) error {
 }
 
 // ConfigContext renders the installer config named file for
-// d.Profile.Installer. A profile's own Config template replaces the built-in
+// d.Profile.Installer; file CAFile is the organisation CA (PEM) for every
+// installer that has configs. A profile's own Config template replaces the built-in
 // one (for autoinstall: user-data; meta-data stays built in) and renders
 // within the user-template bounds (budget.go): an error wrapping a
 // *BudgetError when it exceeds one, ErrBusy when no render slot freed up,
@@ -216,6 +217,14 @@ func (r *Renderer) Config(w io.Writer, file string, d ScriptData) error {
 // configs, is an error wrapping host.ErrNotFound. On error nothing is
 // written.
 func (r *Renderer) ConfigContext(ctx context.Context, w io.Writer, file string, d ScriptData) error {
+	if file == CAFile && ConfigFiles(d.Profile.Installer) != nil {
+		ca, err := canonicalPEM(d.CAPEM)
+		if err != nil {
+			return fmt.Errorf("bootscripts: config %s for %s: %w", file, d.Host.Name, err)
+		}
+		_, err = io.WriteString(w, ca)
+		return err
+	}
 	name, replaceable, ok := configTemplateFor(d.Profile.Installer, file)
 	if !ok {
 		return fmt.Errorf("bootscripts: config %q for installer %q: %w", file, d.Profile.Installer, host.ErrNotFound)
@@ -345,6 +354,19 @@ type initrdView struct {
 	URL  string // "https://mirror.example/rocky9/initrd.img"
 }
 
+// fileView is one file iPXE fetches and hands to the kernel inside the
+// initramfs: given a path as its command line, an image gets a newc cpio
+// header built by iPXE (src/core/cpio.c), so the file appears at Path in
+// the installer's root file system. On EFI the kernel loads every image
+// (headers included) through iPXE's LoadFile2 initrd (efi_file.c); no
+// initrd= names it, because a kernel that used initrd= instead would get
+// the bare file without its header.
+type fileView struct {
+	Name string // "cfg0"
+	URL  string // "https://10.0.2.100:8443/boot/v1/config/node01/<one-time-token>/preseed.cfg"
+	Path string // "/preseed.cfg"
+}
+
 // scriptView is what the iPXE templates see. Every string in it has passed
 // host.CheckWord (Cmdline: host.CheckCmdline) in newScriptView, and render
 // proves that each reaches iPXE as one plain token (Cmdline: its words),
@@ -361,6 +383,7 @@ type scriptView struct {
 	HoldSeconds int          // 60
 	Kernel      string       // "https://mirror.example/rocky9/vmlinuz"
 	Initrds     []initrdView // [{initrd0 https://mirror.example/rocky9/initrd.img}]
+	Files       []fileView   // [{cfg0 https://…/config/node01/<token>/preseed.cfg /preseed.cfg}]
 	Cmdline     string       // "initrd=initrd0 inst.repo=… ip=… bootpilot.callback=…"
 }
 
@@ -540,11 +563,12 @@ func newScriptView(d ScriptData) (*scriptView, error) {
 		args = append(args, a...)
 	default:
 		v.Task = "install"
-		a, err := installerArgs(d, n)
+		a, files, err := installerArgs(d, n)
 		if err != nil {
 			return nil, err
 		}
 		args = append(args, a...)
+		v.Files = files
 		args = append(args, "bootpilot.callback="+d.CallbackURL)
 	}
 	v.Cmdline = strings.Join(args, " ")
@@ -562,82 +586,160 @@ func kernelIP(n netView, iface string) string {
 	return fmt.Sprintf("ip=%s::%s:%s:%s:%s:none", n.IP, n.Gateway, n.Netmask, n.Hostname, iface)
 }
 
-// installerArgs returns the kernel arguments that hand the static network
-// and the config URL to the installer.
-func installerArgs(d ScriptData, n netView) ([]string, error) {
-	var args []string
-	needConfig := d.Profile.Installer != host.InstallerNone
-	if needConfig {
-		if err := host.CheckURL("config_url", d.ConfigURL); err != nil {
-			return nil, err
+// CAFile is the config file name under the config URL that serves the
+// organisation CA (PEM), for installers that pin it from their initramfs.
+const CAFile = "ca.pem"
+
+// Paths of the files iPXE puts into an installer's initramfs (fileView).
+const (
+	initrdPreseed = "/preseed.cfg"      // d-i loads it by itself (initrd-preseed)
+	initrdKS      = "/ks.cfg"           // inst.ks=file:/ks.cfg
+	initrdCA      = "/bootpilot-ca.pem" // ConfigData.CAFile
+)
+
+// ownConfigArgs are the kernel arguments by which an installer is told
+// where its config is. A profile whose Cmdline sets one names its own config
+// location: bootpilot then adds neither its config URL nor the initramfs
+// files, and the profile's own argument is the only one.
+var ownConfigArgs = map[host.Installer][]string{
+	host.InstallerKickstart:   {"inst.ks=", "ks="},
+	host.InstallerPreseed:     {"url=", "preseed/url=", "file=", "preseed/file="},
+	host.InstallerAutoinstall: {"ds="},
+}
+
+// ownConfig reports whether p's command line names p's config location.
+func ownConfig(p host.Profile) bool {
+	for _, w := range strings.Fields(p.Cmdline) {
+		for _, k := range ownConfigArgs[p.Installer] {
+			if strings.HasPrefix(w, k) {
+				return true
+			}
 		}
 	}
+	return false
+}
+
+// configFiles returns the files iPXE fetches from the config URL into the
+// initramfs, for file -> path pairs.
+func configFiles(configURL string, pairs ...string) []fileView {
+	var fs []fileView
+	for i := 0; i+1 < len(pairs); i += 2 {
+		fs = append(fs, fileView{Name: "cfg" + strconv.Itoa(i/2), URL: configURL + "/" + pairs[i], Path: pairs[i+1]})
+	}
+	return fs
+}
+
+// installerArgs returns the kernel arguments that hand the static network
+// to the installer and point it at its config, and the files iPXE puts into
+// its initramfs. The installer never fetches its config over TLS itself: its
+// trust store does not hold the organisation CA, iPXE's does (kickstart:
+// ks.cfg; preseed: preseed.cfg and the CA for its early_command). Ubuntu's
+// installer is the exception (autoinstallArgs).
+func installerArgs(d ScriptData, n netView) ([]string, []fileView, error) {
+	if d.Profile.Installer != host.InstallerNone {
+		if err := host.CheckURL("config_url", d.ConfigURL); err != nil {
+			return nil, nil, err
+		}
+	}
+	own := ownConfig(d.Profile)
 	switch d.Profile.Installer {
 	case host.InstallerKickstart:
-		// dracut: name the boot NIC by MAC so ip= works with several NICs.
-		iface := bootnet
-		args = append(args, "ifname="+bootnet+":"+n.MAC)
-		if n.VLAN != 0 {
-			iface = fmt.Sprintf("%s.%d", bootnet, n.VLAN)
-			args = append(args, "vlan="+iface+":"+bootnet)
+		args := kickstartArgs(n)
+		if own {
+			return args, nil, nil
 		}
-		args = append(args, kernelIP(n, iface))
-		if n.IP6 != "" {
-			gw6 := ""
-			if n.Gateway6 != "" {
-				gw6 = "[" + n.Gateway6 + "]"
-			}
-			args = append(args, fmt.Sprintf("ip=[%s]::%s:%d:%s:%s:none", n.IP6, gw6, n.Prefix6, n.Hostname, iface))
-		}
-		for _, s := range n.DNS {
-			args = append(args, "nameserver="+s)
-		}
-		args = append(args, "rd.neednet=1", "inst.ks="+d.ConfigURL+"/ks.cfg")
+		return append(args, "inst.ks=file:"+initrdKS), configFiles(d.ConfigURL, "ks.cfg", initrdKS), nil
 	case host.InstallerPreseed:
-		// Debian installer: netcfg takes one name server on the command
-		// line; preseed.cfg lists them all.
-		args = append(args, "auto=true", "priority=critical", "url="+d.ConfigURL+"/preseed.cfg",
-			"interface="+n.MAC,
-			"netcfg/disable_autoconfig=true",
-			"netcfg/get_ipaddress="+n.IP,
-			"netcfg/get_netmask="+n.Netmask,
-			"netcfg/get_gateway="+n.Gateway,
-			"netcfg/get_nameservers="+firstDNS(n.DNS),
-			"netcfg/confirm_static=true",
-			"netcfg/get_hostname="+n.Hostname)
-		if n.Domain != "" {
-			args = append(args, "netcfg/get_domain="+n.Domain)
+		args := preseedArgs(n)
+		if own {
+			return args, nil, nil
 		}
-		if n.VLAN != 0 {
-			args = append(args, "netcfg/vlan_id="+strconv.Itoa(n.VLAN))
-		}
+		// d-i loads /preseed.cfg from its initrd by itself (no url=).
+		return args, configFiles(d.ConfigURL, "preseed.cfg", initrdPreseed, CAFile, initrdCA), nil
 	case host.InstallerAutoinstall:
-		// Ubuntu (casper/initramfs-tools, klibc ipconfig): BOOTIF picks the
-		// NIC by MAC; up to two IPv4 DNS servers go in ip='s dns0/dns1
-		// fields (':'-separated, so no IPv6 there). initramfs-tools cannot
-		// tag a VLAN for a NIC it knows only by MAC: refuse rather than
-		// boot an installer that cannot reach its config.
-		if n.VLAN != 0 {
-			return nil, host.Invalid("vlan", "autoinstall cannot fetch its config over a VLAN (initramfs-tools has no VLAN support by MAC)")
+		args, err := autoinstallArgs(n)
+		if err != nil || own {
+			return args, nil, err
 		}
-		ip, dns := kernelIP(n, ""), 0
-		for _, s := range n.DNS {
-			if a := netip.MustParseAddr(s); a.Is4() && dns < 2 {
-				ip += ":" + s
-				dns++
-			}
-		}
-		args = append(args, ip, "BOOTIF=01-"+strings.ReplaceAll(n.MAC, ":", "-"))
-		args = append(args, "autoinstall", "ds=nocloud-net;s="+d.ConfigURL+"/")
+		return append(args, "ds=nocloud-net;s="+d.ConfigURL+"/"), nil, nil
 	case host.InstallerNone:
-		args = append(args, kernelIP(n, ""))
+		args := []string{kernelIP(n, "")}
 		for _, s := range n.DNS {
 			args = append(args, "nameserver="+s)
 		}
-	default:
-		return nil, host.Invalid("installer", "%q has no install script", d.Profile.Installer)
+		return args, nil, nil
 	}
-	return args, nil
+	return nil, nil, host.Invalid("installer", "%q has no install script", d.Profile.Installer)
+}
+
+// kickstartArgs: dracut's static network, the boot NIC named by MAC so ip=
+// works with several NICs.
+func kickstartArgs(n netView) []string {
+	iface := bootnet
+	args := []string{"ifname=" + bootnet + ":" + n.MAC}
+	if n.VLAN != 0 {
+		iface = fmt.Sprintf("%s.%d", bootnet, n.VLAN)
+		args = append(args, "vlan="+iface+":"+bootnet)
+	}
+	args = append(args, kernelIP(n, iface))
+	if n.IP6 != "" {
+		gw6 := ""
+		if n.Gateway6 != "" {
+			gw6 = "[" + n.Gateway6 + "]"
+		}
+		args = append(args, fmt.Sprintf("ip=[%s]::%s:%d:%s:%s:none", n.IP6, gw6, n.Prefix6, n.Hostname, iface))
+	}
+	for _, s := range n.DNS {
+		args = append(args, "nameserver="+s)
+	}
+	return append(args, "rd.neednet=1")
+}
+
+// preseedArgs: the Debian installer's static network. netcfg takes one name
+// server on the command line; preseed.cfg lists them all.
+func preseedArgs(n netView) []string {
+	args := []string{"auto=true", "priority=critical",
+		"interface=" + n.MAC,
+		"netcfg/disable_autoconfig=true",
+		"netcfg/get_ipaddress=" + n.IP,
+		"netcfg/get_netmask=" + n.Netmask,
+		"netcfg/get_gateway=" + n.Gateway,
+		"netcfg/get_nameservers=" + firstDNS(n.DNS),
+		"netcfg/confirm_static=true",
+		"netcfg/get_hostname=" + n.Hostname}
+	if n.Domain != "" {
+		args = append(args, "netcfg/get_domain="+n.Domain)
+	}
+	if n.VLAN != 0 {
+		args = append(args, "netcfg/vlan_id="+strconv.Itoa(n.VLAN))
+	}
+	return args
+}
+
+// autoinstallArgs: Ubuntu (casper/initramfs-tools, klibc ipconfig): BOOTIF
+// picks the NIC by MAC; up to two IPv4 DNS servers go in ip='s dns0/dns1
+// fields (':'-separated, so no IPv6 there). initramfs-tools cannot tag a
+// VLAN for a NIC it knows only by MAC: refuse rather than boot an installer
+// that cannot reach its config.
+//
+// The config stays on the network (ds=nocloud-net;s=<ConfigURL>/): casper
+// switches to the live root file system and drops the initramfs (its /run
+// is a fresh tmpfs), and cloud-init and subiquity look for their seed only
+// there or on the install media, so a file iPXE adds to the initramfs never
+// reaches them. Cloud-init's fetch needs the installer's trust store to hold
+// the organisation CA.
+func autoinstallArgs(n netView) ([]string, error) {
+	if n.VLAN != 0 {
+		return nil, host.Invalid("vlan", "autoinstall cannot fetch its config over a VLAN (initramfs-tools has no VLAN support by MAC)")
+	}
+	ip, dns := kernelIP(n, ""), 0
+	for _, s := range n.DNS {
+		if a := netip.MustParseAddr(s); a.Is4() && dns < 2 {
+			ip += ":" + s
+			dns++
+		}
+	}
+	return []string{ip, "BOOTIF=01-" + strings.ReplaceAll(n.MAC, ":", "-"), "autoinstall"}, nil
 }
 
 // agentArgs returns the bootpilot-agent's kernel arguments for task

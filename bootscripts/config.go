@@ -42,14 +42,19 @@ type ConfigData struct {
 	ConfigURL     string // "https://10.0.2.100:8443/boot/v1/config/node01/<one-time-token>"
 	CAPEM         string // "-----BEGIN CERTIFICATE-----\n…\n-----END CERTIFICATE-----\n" (re-encoded)
 	CAFingerprint string // hex SHA-256 of the CA certificate DER, or ""
+	// CAFile is where iPXE put CAPEM in the installer's initramfs (preseed:
+	// d-i runs from its initramfs, so its early_command can pin it).
+	CAFile string // "/bootpilot-ca.pem"
 
-	// CallbackInstalled and CallbackFailed are the JSON bodies to POST to
-	// CallbackURL (Content-Type: application/json).
+	// CallbackStarted, CallbackInstalled and CallbackFailed are the JSON
+	// bodies to POST to CallbackURL (Content-Type: application/json).
+	CallbackStarted   string // `{"event":"progress","detail":"installer started"}`
 	CallbackInstalled string // `{"event":"installed"}`
 	CallbackFailed    string // `{"event":"failed"}`
 }
 
 const (
+	bodyStarted   = `{"event":"progress","detail":"installer started"}`
 	bodyInstalled = `{"event":"installed"}`
 	bodyFailed    = `{"event":"failed"}`
 )
@@ -120,8 +125,8 @@ func newConfigDataFrom(n netView, d ScriptData, ca, after string) *ConfigData {
 		IPv6: n.IP6, Prefix6: n.Prefix6, Gateway6: n.Gateway6, VLAN: n.VLAN,
 		Profile: d.Profile.Name, Installer: string(d.Profile.Installer), Attempt: d.Attempt, After: after,
 		ServerURL: d.ServerURL, CallbackURL: d.CallbackURL, ConfigURL: d.ConfigURL,
-		CAPEM: ca, CAFingerprint: d.CAFingerprint,
-		CallbackInstalled: bodyInstalled, CallbackFailed: bodyFailed,
+		CAPEM: ca, CAFingerprint: d.CAFingerprint, CAFile: initrdCA,
+		CallbackStarted: bodyStarted, CallbackInstalled: bodyInstalled, CallbackFailed: bodyFailed,
 	}
 	if n.Domain != "" {
 		c.FQDN = n.Hostname + "." + n.Domain

@@ -52,7 +52,7 @@ func ScriptBypassingValidation(r *Renderer, d ScriptData, field, val string) (st
 // PlaceholdersCoverEveryField fails unless placeholders replaces every
 // string of a scriptView (nested ones included) by a placeholder word.
 func PlaceholdersCoverEveryField() error {
-	v := &scriptView{Initrds: []initrdView{{}}}
+	v := &scriptView{Initrds: []initrdView{{}}, Files: []fileView{{}}}
 	var walk func(rv reflect.Value, path string, visit func(reflect.Value, string))
 	walk = func(rv reflect.Value, path string, visit func(reflect.Value, string)) {
 		switch rv.Kind() {

@@ -41,10 +41,10 @@ type value struct {
 // placeholders returns a copy of v with every string (but Cmdline) replaced
 // by the placeholder of its index in the returned values, and Cmdline by
 // cmdlineWord. Every string field of scriptView and initrdView must be
-// handled here (TestPlaceholdersCoverEveryField).
+// handled here (TestPlaceholdersCoverEveryField), fileView's too.
 func placeholders(v *scriptView) (scriptView, []value) {
 	p := *v
-	vals := make([]value, 0, 5+2*len(v.Initrds))
+	vals := make([]value, 0, 5+2*len(v.Initrds)+3*len(v.Files))
 	set := func(field string, s *string) {
 		vals = append(vals, value{field: field, text: *s})
 		*s = placeholderMark + strconv.Itoa(len(vals)-1) + "@"
@@ -59,6 +59,13 @@ func placeholders(v *scriptView) (scriptView, []value) {
 	for i := range p.Initrds {
 		set("initrds", &p.Initrds[i].Name)
 		set("initrds", &p.Initrds[i].URL)
+	}
+	p.Files = make([]fileView, len(v.Files))
+	copy(p.Files, v.Files)
+	for i := range p.Files {
+		set("config_url", &p.Files[i].Name)
+		set("config_url", &p.Files[i].URL)
+		set("config_url", &p.Files[i].Path)
 	}
 	p.Cmdline = cmdlineWord
 	return p, vals
