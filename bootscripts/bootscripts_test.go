@@ -3,6 +3,7 @@ package bootscripts_test
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -194,6 +195,87 @@ func TestConfigErrors(t *testing.T) {
 		if b.Len() != 0 {
 			t.Errorf("Config(ks.cfg) with %s failed but wrote %d bytes", name, b.Len())
 		}
+	}
+}
+
+// TestInstallerFiles: iPXE, not the installer, fetches each installer's
+// config (and for d-i the CA) from the one-time config URL into the
+// initramfs, and the kernel arguments point the installer at the local
+// copy; a profile whose command line names its own config location gets
+// neither.
+func TestInstallerFiles(t *testing.T) {
+	const cfg = "https://10.0.2.100:8443/boot/v1/config/node01/cf0123456789abcdef0123456789abcd/"
+	own := func(arg string) func(*host.Profile) {
+		return func(p *host.Profile) { p.Cmdline += " " + arg }
+	}
+	for _, tt := range []struct {
+		name    string
+		profile host.Profile
+		files   []string // "URL PATH" of each config initrd line
+		arg     string   // the config argument on the kernel command line
+		noArg   string   // must not be on the kernel command line
+	}{
+		{"kickstart", testProfile(t, host.InstallerKickstart, nil),
+			[]string{cfg + "ks.cfg /ks.cfg"}, " inst.ks=file:/ks.cfg ", "inst.ks=https"},
+		{"preseed", testProfile(t, host.InstallerPreseed, nil),
+			[]string{cfg + "preseed.cfg /preseed.cfg", cfg + "ca.pem /bootpilot-ca.pem"}, " auto=true priority=critical ", "url="},
+		{"autoinstall", testProfile(t, host.InstallerAutoinstall, nil),
+			nil, " ds=nocloud-net;s=" + cfg + " ", "/user-data"},
+		{"none", testProfile(t, host.InstallerNone, nil), nil, " nameserver=10.0.2.3 ", cfg},
+		{"kickstart, own config", testProfile(t, host.InstallerKickstart, own("inst.ks=https://ks.example/node.ks")),
+			nil, " inst.ks=https://ks.example/node.ks ", "inst.ks=file:"},
+		{"preseed, own config", testProfile(t, host.InstallerPreseed, own("url=https://ps.example/p.cfg")),
+			nil, " url=https://ps.example/p.cfg ", cfg},
+		{"autoinstall, own config", testProfile(t, host.InstallerAutoinstall, own("ds=nocloud-net;s=https://ai.example/")),
+			nil, " ds=nocloud-net;s=https://ai.example/ ", cfg},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := MustRenderer(t).Script(&b, testData(t, host.ActionInstall, testHost(t, nil), tt.profile)); err != nil {
+				t.Fatalf("Script = %v", err)
+			}
+			var files []string
+			var kernel string
+			for i, l := range strings.Split(b.String(), "\n") {
+				if strings.HasPrefix(l, "kernel ") {
+					kernel = l
+				}
+				if rest, ok := strings.CutPrefix(l, "initrd --timeout 30000 --name cfg"+strconv.Itoa(len(files))+" "); ok {
+					files = append(files, strings.TrimSuffix(rest, " || goto failed"))
+					if !strings.HasSuffix(l, " || goto failed") {
+						t.Errorf("line %d %q has no failure path", i, l)
+					}
+				}
+			}
+			if strings.Join(files, "\n") != strings.Join(tt.files, "\n") {
+				t.Errorf("config initrds = %q, want %q", files, tt.files)
+			}
+			if !strings.Contains(kernel, tt.arg) || strings.Contains(kernel, tt.noArg) {
+				t.Errorf("kernel line %q: want %q, not %q", kernel, tt.arg, tt.noArg)
+			}
+		})
+	}
+}
+
+// TestConfigCA: the config URL serves the organisation CA as ca.pem, in
+// canonical PEM, for installers that have configs only.
+func TestConfigCA(t *testing.T) {
+	r := MustRenderer(t)
+	h := testHost(t, nil)
+	want, _ := testCA(t)
+	for _, i := range []host.Installer{host.InstallerKickstart, host.InstallerPreseed, host.InstallerAutoinstall} {
+		var b bytes.Buffer
+		if err := r.Config(&b, bootscripts.CAFile, testData(t, host.ActionInstall, h, testProfile(t, i, nil))); err != nil {
+			t.Fatalf("Config(%s, %s) = %v", i, bootscripts.CAFile, err)
+		}
+		if b.String() != want {
+			t.Errorf("Config(%s, %s) = %q, want the CA %q", i, bootscripts.CAFile, b.String(), want)
+		}
+	}
+	var b bytes.Buffer
+	err := r.Config(&b, bootscripts.CAFile, testData(t, host.ActionInstall, h, testProfile(t, host.InstallerNone, nil)))
+	if !errors.Is(err, host.ErrNotFound) || b.Len() != 0 {
+		t.Errorf("Config(none, %s) = %v (%d bytes), want ErrNotFound and nothing", bootscripts.CAFile, err, b.Len())
 	}
 }
 

@@ -154,6 +154,7 @@ func TestKickstartCallbacks(t *testing.T) {
 		t.Fatalf("%%onerror: %v", err)
 	}
 	want := []string{
+		`POST /boot/v1/callback/node01/tok application/json {"event":"progress","detail":"installer started"}`,
 		`POST /boot/v1/callback/node01/tok application/json {"event":"installed"}`,
 		`POST /boot/v1/callback/node01/tok application/json {"event":"failed"}`,
 	}
@@ -161,7 +162,8 @@ func TestKickstartCallbacks(t *testing.T) {
 		t.Errorf("server got %q, want %q", got, want)
 	}
 
-	// Pinned to another CA, curl must refuse the server.
+	// Pinned to another CA, curl must refuse the server: %pre goes on
+	// without its report, %post fails.
 	_, _, other := newCA(t)
 	ks = renderConfig(t, host.InstallerKickstart, "ks.cfg", s, other)
 	if err := runShell(t, local(kickstartSection(t, ks, "%pre"))); err != nil {
@@ -170,8 +172,8 @@ func TestKickstartCallbacks(t *testing.T) {
 	if err := runShell(t, local(kickstartSection(t, ks, "%post"))); err == nil {
 		t.Errorf("%%post succeeded with the wrong CA pinned")
 	}
-	if n := len(s.requests()); n != 2 {
-		t.Errorf("server got %d requests, want still 2", n)
+	if n := len(s.requests()); n != 3 {
+		t.Errorf("server got %d requests, want still 3", n)
 	}
 }
 
@@ -179,10 +181,17 @@ func TestKickstartCallbacks(t *testing.T) {
 // continuations joined.
 func lateCommand(t *testing.T, cfg string) string {
 	t.Helper()
-	const key = "d-i preseed/late_command string "
+	return preseedCommand(t, cfg, "late_command")
+}
+
+// preseedCommand returns preseed/<name>'s value with its line
+// continuations joined.
+func preseedCommand(t *testing.T, cfg, name string) string {
+	t.Helper()
+	key := "d-i preseed/" + name + " string "
 	i := strings.Index(cfg, key)
 	if i < 0 {
-		t.Fatalf("no late_command in:\n%s", cfg)
+		t.Fatalf("no %s in:\n%s", name, cfg)
 	}
 	var cmd strings.Builder
 	for _, l := range strings.Split(cfg[i+len(key):], "\n") {
@@ -234,6 +243,56 @@ func TestPreseedLateCommand(t *testing.T) {
 	}
 }
 
+// TestPreseedEarlyCommand runs the early_command with the real GNU wget
+// (d-i's initrd ships wget-udeb, GNU wget with OpenSSL): it posts
+// "installer started" pinning the CA file iPXE put into the initramfs, and
+// posts nothing when that CA is not the server's. The loop is cut to one
+// try and run in the foreground; /bootpilot-ca.pem and /dev/console are
+// mapped to a temporary directory.
+func TestPreseedEarlyCommand(t *testing.T) {
+	testenv.Tool(t, "wget")
+	s := newCallbackServer(t)
+	_, _, other := newCA(t)
+	for _, tt := range []struct {
+		name, ca string
+		want     []string
+	}{
+		{"pinned CA", s.CAPEM, []string{`POST /boot/v1/callback/node01/tok application/json {"event":"progress","detail":"installer started"}`}},
+		{"another CA", other, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(s.requests())
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "ca.pem"), []byte(tt.ca), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := preseedCommand(t, renderConfig(t, host.InstallerPreseed, "preseed.cfg", s, s.CAPEM), "early_command")
+			for _, r := range [][2]string{
+				{"--ca-certificate=/bootpilot-ca.pem ", "--ca-certificate=" + dir + "/ca.pem "},
+				{">/dev/console", ">" + dir + "/console"},
+				{"$(seq 1 120)", "1"},
+			} {
+				if !strings.Contains(cmd, r[0]) {
+					t.Fatalf("early_command lacks %q:\n%s", r[0], cmd)
+				}
+				cmd = strings.ReplaceAll(cmd, r[0], r[1])
+			}
+			cmd, ok := strings.CutSuffix(cmd, " &")
+			if !ok {
+				t.Fatalf("early_command does not run in the background (d-i runs it before the network is up):\n%s", cmd)
+			}
+			runShell(t, cmd) // sleeps 5 s after a failed try
+			if got := s.requests()[before:]; strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("server got %q, want %q", got, tt.want)
+			}
+			console, _ := os.ReadFile(filepath.Join(dir, "console"))
+			if wantLine := len(tt.want) > 0; wantLine != strings.Contains(string(console), "bootpilot: reported installer started") {
+				t.Errorf("console = %q, want the report line: %v", console, wantLine)
+			}
+		})
+	}
+}
+
 // TestAutoinstallUserData parses user-data as YAML, checks the network and
 // runs late-commands and error-commands with the real curl.
 func TestAutoinstallUserData(t *testing.T) {
@@ -264,6 +323,7 @@ func TestAutoinstallUserData(t *testing.T) {
 					} `yaml:"nameservers"`
 				} `yaml:"ethernets"`
 			} `yaml:"network"`
+			Early [][]string `yaml:"early-commands"`
 			Late  [][]string `yaml:"late-commands"`
 			Error [][]string `yaml:"error-commands"`
 		} `yaml:"autoinstall"`
@@ -292,12 +352,15 @@ func TestAutoinstallUserData(t *testing.T) {
 			t.Errorf("%q: %v\n%s", argv, err, out)
 		}
 	}
-	if len(doc.Autoinstall.Late) != 1 || len(doc.Autoinstall.Error) != 1 {
-		t.Fatalf("late-commands %q, error-commands %q: want one each", doc.Autoinstall.Late, doc.Autoinstall.Error)
+	if len(doc.Autoinstall.Early) != 1 || len(doc.Autoinstall.Late) != 1 || len(doc.Autoinstall.Error) != 1 {
+		t.Fatalf("early-commands %q, late-commands %q, error-commands %q: want one each",
+			doc.Autoinstall.Early, doc.Autoinstall.Late, doc.Autoinstall.Error)
 	}
+	run(doc.Autoinstall.Early[0])
 	run(doc.Autoinstall.Late[0])
 	run(doc.Autoinstall.Error[0])
 	want := []string{
+		`POST /boot/v1/callback/node01/tok application/json {"event":"progress","detail":"installer started"}`,
 		`POST /boot/v1/callback/node01/tok application/json {"event":"installed"}`,
 		`POST /boot/v1/callback/node01/tok application/json {"event":"failed"}`,
 	}
