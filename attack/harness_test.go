@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -55,6 +56,24 @@ func startServer(t *testing.T, o serverOptions) *server {
 	if buildError != nil {
 		t.Fatal(buildError)
 	}
+	for attempt := 1; ; attempt++ {
+		s, err := launch(t, o)
+		if err == nil {
+			return s
+		}
+		// freePort closes its listener before the server binds: another
+		// process may take the port in between. Try another one.
+		if attempt < 3 && strings.Contains(string(s.stderr.Bytes()), "address already in use") {
+			t.Logf("port %s taken, retrying", s.addr)
+			continue
+		}
+		t.Fatalf("%v\n%s", err, s.stderr.Bytes())
+	}
+}
+
+// launch starts one server process and waits until it is ready or exits.
+func launch(t *testing.T, o serverOptions) (*server, error) {
+	t.Helper()
 	tmp := t.TempDir()
 	s := &server{t: t, dir: filepath.Join(tmp, "data"), stderr: &logBuffer{}}
 	s.addr = freePort(t)
@@ -96,14 +115,14 @@ func startServer(t *testing.T, o serverOptions) *server {
 	for {
 		select {
 		case <-exited:
-			t.Fatalf("bootpilot serve exited: %v\n%s", s.cmd.ProcessState, s.stderr.Bytes())
+			return s, fmt.Errorf("bootpilot serve exited: %v", s.cmd.ProcessState)
 		default:
 		}
 		if s.ready() {
-			return s
+			return s, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("bootpilot serve not ready after 60s\n%s", s.stderr.Bytes())
+			return s, errors.New("bootpilot serve not ready after 60s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -97,9 +97,11 @@ func TestHostileInputs(t *testing.T) {
 		{"callback.detail", "step: ", []string{"detail"}, (*hostileRun).callbackDetail},
 	}
 	table := make(map[string][]string) // field → one cell per value
+	parent := t
 	for _, f := range fields {
 		t.Run(f.name, func(t *testing.T) {
-			h.t = t
+			h.t, s.t = t, t // a Fatal inside ends this subtest, not its parent
+			defer func() { h.t, s.t = parent, parent }()
 			for _, hv := range hostileValues {
 				cell := ""
 				for _, v := range []string{hv.v, f.base + hv.v} {
@@ -108,7 +110,7 @@ func TestHostileInputs(t *testing.T) {
 					if c := terminalControl(s.stderr.Since(off)); c != "" {
 						o.harm = append(o.harm, "server stderr holds "+c)
 					}
-					cell += o.mark(f.field)
+					cell += o.mark()
 					switch {
 					case len(o.harm) > 0:
 						t.Errorf("%s = %s accepted and harmful:\n\t%s", f.name, quoteShort([]byte(v), 80), strings.Join(o.harm, "\n\t"))
@@ -125,7 +127,7 @@ func TestHostileInputs(t *testing.T) {
 }
 
 // mark is the table cell letter of o.
-func (o outcome) mark(field []string) string {
+func (o outcome) mark() string {
 	switch {
 	case len(o.harm) > 0:
 		return "X"
@@ -141,13 +143,13 @@ func formatTable(fields []hostileField, table map[string][]string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-20s", "")
 	for _, hv := range hostileValues {
-		fmt.Fprintf(&b, " %-4.4s", strings.NewReplacer("\\", `\`).Replace(hv.name))
+		fmt.Fprintf(&b, " %-6.6s", hv.name)
 	}
 	b.WriteByte('\n')
 	for _, f := range fields {
 		fmt.Fprintf(&b, "%-20s", f.name)
 		for _, c := range table[f.name] {
-			fmt.Fprintf(&b, " %-4s", c)
+			fmt.Fprintf(&b, " %-6s", c)
 		}
 		b.WriteByte('\n')
 	}
@@ -291,7 +293,10 @@ func (h *hostileRun) profileField(key string, image bool) func(*hostileRun, stri
 func (h *hostileRun) installCheck(name string, macs []string, kind string, userText bool) []string {
 	s := h.s
 	tok := s.rotateToken(name)
-	s.mustAPI(http.StatusOK, "POST", "/api/v1/hosts/"+url.PathEscape(name)+"/reimage", map[string]any{"reason": "hostile"}, nil)
+	if a := s.api("POST", "/api/v1/hosts/"+url.PathEscape(name)+"/reimage", map[string]any{"reason": "hostile"}); a.code != http.StatusOK {
+		h.t.Logf("%s: reimage answered %s", name, a) // not an injection; reported in the log
+		return nil
+	}
 	a := s.boot(name, tok, "mac="+url.QueryEscape(macs[0]))
 	if a.code != http.StatusOK {
 		// Fail safe: whatever broke, the host boots its disk. Not an

