@@ -52,7 +52,7 @@ func ScriptBypassingValidation(r *Renderer, d ScriptData, field, val string) (st
 // PlaceholdersCoverEveryField fails unless placeholders replaces every
 // string of a scriptView (nested ones included) by a placeholder word.
 func PlaceholdersCoverEveryField() error {
-	v := &scriptView{Initrds: []initrdView{{}}, Files: []fileView{{}}}
+	v := &scriptView{}
 	var walk func(rv reflect.Value, path string, visit func(reflect.Value, string))
 	walk = func(rv reflect.Value, path string, visit func(reflect.Value, string)) {
 		switch rv.Kind() {
@@ -63,6 +63,9 @@ func PlaceholdersCoverEveryField() error {
 				walk(rv.Field(i), path+"."+rv.Type().Field(i).Name, visit)
 			}
 		case reflect.Slice:
+			if rv.Len() == 0 && rv.CanSet() {
+				rv.Set(reflect.MakeSlice(rv.Type(), 1, 1)) // every slice field gets an element to check
+			}
 			for i := range rv.Len() {
 				walk(rv.Index(i), fmt.Sprintf("%s[%d]", path, i), visit)
 			}
