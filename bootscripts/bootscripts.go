@@ -16,6 +16,7 @@ import (
 	"strings"
 	"text/template"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bootpilot/bootpilot/internal/host"
 )
@@ -306,7 +307,30 @@ func renderUser(ctx context.Context, now func() time.Time, src string, data *Con
 	if err := t.Execute(out, data); err != nil {
 		return nil, err
 	}
+	if err := checkConfigText(out.Bytes()); err != nil {
+		return nil, err
+	}
 	return out.Bytes(), nil
+}
+
+// checkConfigText refuses a rendered user config that is not text: invalid
+// UTF-8, or a control, format or bidi character other than tab, newline
+// and carriage return. A NUL would cut the file short for C-string readers
+// and an escape sequence would reach whoever views the config in a
+// terminal; the template's source cannot show this ({{printf "%c" 27}}), so
+// the output is checked.
+func checkConfigText(b []byte) error {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			return fmt.Errorf("rendered config is not valid UTF-8 at byte %d", i)
+		case r != '\t' && r != '\n' && r != '\r' && host.UnsafeRune(r):
+			return fmt.Errorf("rendered config contains control character %U at byte %d", r, i)
+		}
+		i += n
+	}
+	return nil
 }
 
 // parseConfig parses a user template with the functions charged to b and
