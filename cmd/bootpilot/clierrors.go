@@ -58,9 +58,8 @@ func (e *cliRenamedError) Unwrap() error { return e.err }
 // cliFieldAliases names the flags whose name is not derived from their API
 // field (see cliFlagFor).
 var cliFieldAliases = map[string]string{
-	"password":  "password-file",
-	"ca_pem":    "bmc-ca-cert",
-	"ipv4_cidr": "ipv4",
+	"password": "password-file",
+	"ca_pem":   "bmc-ca-cert",
 }
 
 // cliFlagFor returns "--flag" for an API field name when cmd has a flag for

@@ -112,9 +112,10 @@ func readCertFile(path string) (*x509.Certificate, error) {
 // verified against ca (the handshake sends nothing else).
 func fetchServerCert(ctx context.Context, apiURL string, ca *x509.Certificate) (*x509.Certificate, error) {
 	u, err := url.Parse(apiURL)
-	if err != nil || u.Scheme != "https" || u.Hostname() == "" {
-		return nil, fmt.Errorf("--api %q must be an https:// URL", apiURL)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.User != nil {
+		return nil, errors.New("--api must be an https:// URL with a host and no credentials")
 	}
+	apiURL = u.Redacted()
 	addr := u.Host
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "443")
