@@ -33,26 +33,11 @@ func newHostCmd() *cobra.Command {
 	cmd.AddCommand(
 		newHostAddCmd(f), newHostListCmd(f), newHostShowCmd(f), newHostEditCmd(f),
 		newHostDeleteCmd(f), newHostReimageCmd(f), newHostCleanCmd(f),
-		newHostActionCmd(f, "cancel", "Return a host to ready (from reimage, installing, clean, cleaning, failed or hold)",
-			func(c *client.Client, cmd *cobra.Command, name string) (host.Host, error) {
-				return c.Cancel(cmd.Context(), name)
-			}),
-		newHostActionCmd(f, "retry", "Flag a failed host for another install",
-			func(c *client.Client, cmd *cobra.Command, name string) (host.Host, error) {
-				return c.Retry(cmd.Context(), name)
-			}),
-		newHostActionCmd(f, "hold", "Park a host: its boots wait and ask again until released",
-			func(c *client.Client, cmd *cobra.Command, name string) (host.Host, error) {
-				return c.Action(cmd.Context(), name, host.EventHold)
-			}),
-		newHostActionCmd(f, "release", "Return a held host to ready",
-			func(c *client.Client, cmd *cobra.Command, name string) (host.Host, error) {
-				return c.Action(cmd.Context(), name, host.EventRelease)
-			}),
-		newHostActionCmd(f, "adopt", "Adopt a discovered host (discovered → ready)",
-			func(c *client.Client, cmd *cobra.Command, name string) (host.Host, error) {
-				return c.Action(cmd.Context(), name, host.EventAdopt)
-			}),
+		newHostActionCmd(f, host.EventCancel, "Return a host to ready (from reimage, installing, clean, cleaning, failed or hold)"),
+		newHostActionCmd(f, host.EventRetry, "Flag a failed host for another install"),
+		newHostActionCmd(f, host.EventHold, "Park a host: its boots wait and ask again until released"),
+		newHostActionCmd(f, host.EventRelease, "Return a held host to ready"),
+		newHostActionCmd(f, host.EventAdopt, "Adopt a discovered host (discovered → ready)"),
 		newHostTokenCmd(f), newHostEventsCmd(f), newHostImportCmd(f), newHostISOCmd(f),
 		newHostMediaCmd(f), newHostPowerCmd(f), newHostPreviewCmd(f),
 	)
@@ -472,9 +457,10 @@ func newHostCleanCmd(f *clientFlags) *cobra.Command {
 }
 
 // newHostActionCmd makes a command for an action without options.
-func newHostActionCmd(f *clientFlags, use, short string, do func(*client.Client, *cobra.Command, string) (host.Host, error)) *cobra.Command {
-	return &cobra.Command{
-		Use:   use + " NAME",
+func newHostActionCmd(f *clientFlags, e host.Event, short string) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   string(e) + " NAME [--reason R]",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -482,13 +468,15 @@ func newHostActionCmd(f *clientFlags, use, short string, do func(*client.Client,
 			if err != nil {
 				return err
 			}
-			h, err := do(c, cmd, args[0])
+			h, err := c.Action(cmd.Context(), args[0], e, reason)
 			if err != nil {
-				return fmt.Errorf("host %s %s: %w", use, args[0], err)
+				return fmt.Errorf("host %s %s: %w", e, args[0], err)
 			}
 			return cliPrintTransition(f, cmd.OutOrStdout(), h)
 		},
 	}
+	cmd.Flags().StringVar(&reason, "reason", "", "reason, recorded in the audit log")
+	return cmd
 }
 
 func newHostTokenCmd(f *clientFlags) *cobra.Command {

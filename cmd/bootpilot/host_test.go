@@ -208,7 +208,7 @@ func TestHostActions(t *testing.T) {
 		{[]string{"reimage", "node01", "--profile", "rocky9", "--reason", "r1"}, "node01: reimage (profile rocky9)\n", `{"profile":"rocky9","reason":"r1"}`},
 		{[]string{"cancel", "node01"}, "node01: ready (profile rocky9)\n", ""},
 		{[]string{"clean", "node01", "--then-install"}, "node01: clean (profile rocky9), then install\n", `{"then_install":true}`},
-		{[]string{"cancel", "node01"}, "node01: ready (profile rocky9)\n", ""},
+		{[]string{"cancel", "node01", "--reason", "wrong rack"}, "node01: ready (profile rocky9)\n", `{"reason":"wrong rack"}`},
 	}
 	for _, st := range steps {
 		out := cliMustRun(t, append([]string{"host"}, st.args...)...)

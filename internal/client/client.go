@@ -390,23 +390,17 @@ func (c *Client) Clean(ctx context.Context, name string, o CleanOptions) (host.H
 	return out, err
 }
 
-// Cancel returns the host to ready from a pending or running reimage, clean,
-// failure or hold.
-func (c *Client) Cancel(ctx context.Context, name string) (host.Host, error) {
-	return c.Action(ctx, name, host.EventCancel)
-}
-
-// Retry flags a failed host for another install.
-func (c *Client) Retry(ctx context.Context, name string) (host.Host, error) {
-	return c.Action(ctx, name, host.EventRetry)
-}
-
-// Action applies a body-less lifecycle action (cancel, retry, hold, release,
-// adopt) and returns the host after it; host.ErrInvalidTransition (409) when
-// the host's state does not allow it.
-func (c *Client) Action(ctx context.Context, name string, e host.Event) (host.Host, error) {
+// Action applies a lifecycle action without options (cancel, retry, hold,
+// release, adopt) with an optional reason for the audit trail, and returns
+// the host after it; host.ErrInvalidTransition (409) when the host's state
+// does not allow it.
+func (c *Client) Action(ctx context.Context, name string, e host.Event, reason string) (host.Host, error) {
+	var body any
+	if reason != "" {
+		body = map[string]string{"reason": reason}
+	}
 	var out host.Host
-	err := c.do(ctx, http.MethodPost, hostPath(name, string(e)), nil, nil, &out)
+	err := c.do(ctx, http.MethodPost, hostPath(name, string(e)), nil, body, &out)
 	return out, err
 }
 

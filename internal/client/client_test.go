@@ -177,11 +177,11 @@ func TestHostLifecycle(t *testing.T) {
 	if got, want := string(s.LastRequest().Body), `{"reason":"ticket 42"}`; got != want {
 		t.Errorf("Reimage body = %s, want %s", got, want)
 	}
-	_, err = c.Retry(ctx, "node01")
+	_, err = c.Action(ctx, "node01", host.EventRetry, "")
 	if !errors.Is(err, host.ErrConflict) || !errors.Is(err, host.ErrInvalidTransition) {
 		t.Errorf("Retry from reimage: err = %v, want ErrConflict and ErrInvalidTransition", err)
 	}
-	if r, err := c.Cancel(ctx, "node01"); err != nil || r.State != host.StateReady {
+	if r, err := c.Action(ctx, "node01", host.EventCancel, "test"); err != nil || r.State != host.StateReady {
 		t.Errorf("Cancel = %q, %v; want ready", r.State, err)
 	}
 	if len(s.LastRequest().Body) != 0 {
