@@ -293,6 +293,45 @@ func TestPreseedEarlyCommand(t *testing.T) {
 	}
 }
 
+// TestPreseedEarlyCommandDetaches runs the early_command as d-i does, with
+// a pipe as fd 3 (debconf's channel, which the frontend reads to its end),
+// while the background loop cannot reach the server: the pipe must end as
+// soon as the command returns, not when the loop does.
+func TestPreseedEarlyCommandDetaches(t *testing.T) {
+	testenv.Tool(t, "wget")
+	s := newCallbackServer(t)
+	_, _, other := newCA(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), []byte(other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := preseedCommand(t, renderConfig(t, host.InstallerPreseed, "preseed.cfg", s, s.CAPEM), "early_command")
+	cmd = strings.ReplaceAll(cmd, "/bootpilot-ca.pem", dir+"/ca.pem")
+	cmd = strings.ReplaceAll(cmd, "$(seq 1 120)", "1")
+	cmd = strings.ReplaceAll(cmd, "sleep 5", "sleep 60") // the loop outlives the wait below
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	sh := exec.Command("sh", "-c", cmd)
+	sh.ExtraFiles = []*os.File{w} // fd 3
+	if err := sh.Run(); err != nil {
+		t.Fatalf("early_command: %v", err)
+	}
+	w.Close()
+	eof := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, r); eof <- err }()
+	select {
+	case err := <-eof:
+		if err != nil {
+			t.Errorf("reading fd 3: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("fd 3 still open 30 s after early_command returned: the background loop holds debconf's channel")
+	}
+}
+
 // TestAutoinstallUserData parses user-data as YAML, checks the network and
 // runs late-commands and error-commands with the real curl.
 func TestAutoinstallUserData(t *testing.T) {
