@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -186,6 +187,21 @@ func preseedWithMirror(t *testing.T) []byte {
 		"d-i mirror/suite string bookworm\n", mirrorAddr)...)
 }
 
+// evidenceRE picks the serial-log lines that show each step; tokenRE
+// hides the one-time token in what the test prints.
+var (
+	evidenceRE = regexp.MustCompile(`(?m)^.*(bootpilot|/boot/v1/config/|EFI stub: Loaded initrd|Linux version|Failed to retrieve).*$`)
+	tokenRE    = regexp.MustCompile(`/node01/[0-9a-f]{16,}`)
+)
+
+// logEvidence logs the serial-log lines that show each step, token hidden.
+func logEvidence(t *testing.T, log string) {
+	t.Helper()
+	for _, l := range evidenceRE.FindAllString(log, -1) {
+		t.Logf("serial: %s", tokenRE.ReplaceAllString(strings.TrimSpace(l), "/node01/<token>"))
+	}
+}
+
 // TestDebianInstaller: a reimage with a preseed profile whose kernel and
 // initrd are the real Debian 12 netboot installer. iPXE fetches kernel,
 // initrd, preseed.cfg and the CA over pinned HTTPS and puts the last two
@@ -225,6 +241,7 @@ func TestDebianInstaller(t *testing.T) {
 	p := waitProgress(t, s, 3*time.Minute, "installer started")
 	log := v.stopNow(t)
 	t.Logf("mirror requests: %q", mir.requests())
+	logEvidence(t, log)
 
 	if p.Attempt != 1 {
 		t.Errorf("progress recorded for attempt %d, want 1", p.Attempt)
