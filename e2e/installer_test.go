@@ -239,6 +239,8 @@ func TestDebianInstaller(t *testing.T) {
 			limitInstaller, mir.requests(), records(t, s), log)
 	}
 	p := waitProgress(t, s, 3*time.Minute, "installer started")
+	// The early_command prints this once wget, pinning the CA, got a 2xx.
+	v.waitFor(t, time.Minute, `bootpilot: reported installer started`)
 	log := v.stopNow(t)
 	t.Logf("mirror requests: %q", mir.requests())
 	logEvidence(t, log)
