@@ -31,11 +31,16 @@
 //     ISOs are refused; the signed ISO boots, Debian's kernel as Debian
 //     signed it is refused, and the deploy works through the same kernel
 //     re-signed by our key.
+//  8. the real Debian 12 installer (preseed profile): iPXE puts preseed.cfg
+//     and the CA into the initramfs; d-i installs unattended up to the
+//     mirror the preseed names (a second guestfwd to the test's HTTP
+//     server), after its early_command reported "installer started"
+//     pinning the CA; a config token made stale mid-boot exits to the disk.
 //
 // Run with `go test ./e2e/` (or `make e2e`); components missing locally
 // skip, with CI=true they fail. Two scenarios run at a time. TestMain builds
 // cmd/bootpilot and cmd/bootpilot-agent (CGO_ENABLED=0) from this tree;
 // E2E_BIN_DIR=dir uses prebuilt ones (dir/bootpilot, dir/bootpilot-agent)
 // instead. Debian packages: qemu-system-x86, ovmf, socat, sbsigntool,
-// linux-image-amd64.
+// linux-image-amd64, debian-installer-12-netboot-amd64.
 package e2e
