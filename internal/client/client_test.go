@@ -181,11 +181,14 @@ func TestHostLifecycle(t *testing.T) {
 	if !errors.Is(err, host.ErrConflict) || !errors.Is(err, host.ErrInvalidTransition) {
 		t.Errorf("Retry from reimage: err = %v, want ErrConflict and ErrInvalidTransition", err)
 	}
+	if len(s.LastRequest().Body) != 0 {
+		t.Errorf("Retry without a reason sent a body: %s", s.LastRequest().Body)
+	}
 	if r, err := c.Action(ctx, "node01", host.EventCancel, "test"); err != nil || r.State != host.StateReady {
 		t.Errorf("Cancel = %q, %v; want ready", r.State, err)
 	}
-	if len(s.LastRequest().Body) != 0 {
-		t.Errorf("Cancel sent a body: %s", s.LastRequest().Body)
+	if got, want := string(s.LastRequest().Body), `{"reason":"test"}`; got != want {
+		t.Errorf("Cancel body = %s, want %s", got, want)
 	}
 	cl, err := c.Clean(ctx, "node01", client.CleanOptions{Profile: "rocky9", ThenInstall: true})
 	if err != nil || cl.State != host.StateClean || !cl.CleanThenInstall {
