@@ -16,6 +16,12 @@
 // template rendered with a placeholder word for every value, each value being
 // exactly one plain token (the command line: its words).
 //
+// A profile's own installer config is a user template: it is rendered with
+// a vetted function set under an operation, memory, output and time budget,
+// a few at a time (budget.go), when the profile is saved and when the config
+// is served, and its output must be text (no control, format or bidi
+// characters but tab, newline and CR; valid UTF-8).
+//
 // Kernel command lines carry the host's static network configuration to the
 // next stage (dracut ip=/ifname=/nameserver=, d-i netcfg/*, initramfs-tools
 // ip= + BOOTIF=, bootpilot.* for the agent), so no hop uses DHCP.
