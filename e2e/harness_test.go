@@ -450,6 +450,26 @@ func (v *vm) finish(t *testing.T, limit time.Duration) string {
 	return v.Log()
 }
 
+// finishAgent waits (at most limit) for the agent's "agent done" line, then
+// up to two minutes for QEMU to exit through the agent's reboot or poweroff.
+// The guest kernel's own reboot path is not what these scenarios test, and
+// under TCG with SMM (Secure Boot firmware) it has been seen to live-lock in
+// ksoftirqd after the agent finished (a soft lockup with no bootpilot code
+// running); then the VM is cut, which the log says, and the scenario's own
+// assertions (state, callback, disk contents) decide.
+func (v *vm) finishAgent(t *testing.T, limit time.Duration) string {
+	t.Helper()
+	v.waitFor(t, limit, reAgentDone)
+	select {
+	case <-v.doneCh():
+		t.Logf("boot %s: %.1fs", v.name, time.Since(v.start).Seconds())
+		return v.Log()
+	case <-time.After(2 * time.Minute):
+		t.Logf("boot %s: the guest did not reboot within 2 min of \"agent done\"; cut", v.name)
+		return v.stopNow(t)
+	}
+}
+
 func (v *vm) doneCh() <-chan struct{} {
 	ch := make(chan struct{})
 	go func() { v.Wait(); close(ch) }()

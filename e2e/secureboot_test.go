@@ -169,7 +169,7 @@ func TestSecureBoot(t *testing.T) {
 	s.cli("host", "cancel", "node01")
 	s.cli("host", "reimage", "node01", "--profile", "deploy")
 
-	log = startVM(t, dir, "boot-signed-deploy", iso, disk, port, sb).finish(t, limitAgent)
+	log = startVM(t, dir, "boot-signed-deploy", iso, disk, port, sb).finishAgent(t, limitAgent)
 	mustContain(t, "signed ISO", log, reStage0, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
 		`detail="writing zstd image`, `msg="agent done" after=reboot`)
 	mustNotContain(t, "signed ISO", log, `Access Denied`, `BOOTPILOT-DISK-MARKER`, `level=ERROR`)
