@@ -453,10 +453,11 @@ func (v *vm) finish(t *testing.T, limit time.Duration) string {
 // finishAgent waits (at most limit) for the agent's "agent done" line, then
 // up to two minutes for QEMU to exit through the agent's reboot or poweroff.
 // The guest kernel's own reboot path is not what these scenarios test, and
-// under TCG with SMM (Secure Boot firmware) it has been seen to live-lock in
-// ksoftirqd after the agent finished (a soft lockup with no bootpilot code
-// running); then the VM is cut, which the log says, and the scenario's own
-// assertions (state, callback, disk contents) decide.
+// under TCG it has been seen (twice in one CI run, with and without Secure
+// Boot firmware; never in the runs before or since) to live-lock in
+// ksoftirqd after the agent had synced and called reboot(2) — a soft lockup
+// with no bootpilot code running. Then the VM is cut, which the log says,
+// and the scenario's own assertions (state, callback, disk contents) decide.
 func (v *vm) finishAgent(t *testing.T, limit time.Duration) string {
 	t.Helper()
 	v.waitFor(t, limit, reAgentDone)

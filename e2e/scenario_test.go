@@ -117,7 +117,7 @@ func TestDeploy(t *testing.T) {
 	wantState(t, s, host.StateReimage)
 	tm := time.Now()
 
-	log := startVM(t, dir, "boot1-deploy", iso, disk, port, bootOpts{}).finish(t, limitAgent)
+	log := startVM(t, dir, "boot1-deploy", iso, disk, port, bootOpts{}).finishAgent(t, limitAgent)
 	mustContain(t, "deploy", log, reStage0, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
 		`detail="writing zstd image`, `msg="agent done" after=reboot`)
 	mustNotContain(t, "deploy", log, `BOOTPILOT-DISK-MARKER`, reGiveUp, `level=ERROR`)
@@ -192,7 +192,7 @@ func testClean(t *testing.T, method string) {
 	s.cli("host", "clean", "node01", "--reason", "e2e clean "+method)
 	wantState(t, s, host.StateClean)
 
-	log := startVM(t, dir, "boot1-clean", iso, disk, port, bootOpts{}).finish(t, limitAgent)
+	log := startVM(t, dir, "boot1-clean", iso, disk, port, bootOpts{}).finishAgent(t, limitAgent)
 	mustContain(t, "clean", log, reStage0, `bootpilot: node01: clean agent-clean \(none\), attempt 1`,
 		`detail="/dev/vda `+method+`-cleaned and verified`, `msg="agent done" after=reboot`)
 	mustNotContain(t, "clean", log, `BOOTPILOT-DISK-MARKER`, `level=ERROR`)
