@@ -22,6 +22,7 @@ type Host struct {
 	Hostname string   `json:"hostname,omitempty"` // "node01"; defaults to Name
 	Domain   string   `json:"domain,omitempty"`   // "example.org"
 	Profile  string   `json:"profile,omitempty"`  // "rocky9"
+	Labels   Labels   `json:"labels,omitempty"`   // {"team":"lab","site":"dc1"}: grants select hosts by them
 
 	// CleanThenInstall makes a successful clean continue with a reimage.
 	CleanThenInstall bool `json:"clean_then_install,omitempty"`
@@ -53,18 +54,23 @@ type Host struct {
 // On the wire (MarshalJSON) it has one "event" field naming what happened,
 // whichever of Event and Action holds it.
 type Record struct {
-	ID        int64     `json:"id"`
-	Host      string    `json:"host"`                 // "node01"
-	Actor     string    `json:"actor"`                // "admin", "boot", "callback", "system"
-	Event     Event     `json:"event"`                // a lifecycle event: "reimage"; "" for other records
-	Action    string    `json:"action,omitempty"`     // any other record: "create", "update", "delete", "token-rotate"
-	From      State     `json:"from,omitempty"`       // "ready"
-	To        State     `json:"to,omitempty"`         // "reimage"
-	Attempt   int       `json:"attempt,omitempty"`    // 1
-	Fields    []string  `json:"fields,omitempty"`     // update: the fields that changed, ["ipv4", "dns"]; never values
-	Reason    string    `json:"reason,omitempty"`     // free text, no secrets
-	RequestID string    `json:"request_id,omitempty"` // X-Request-ID of the call
-	Time      time.Time `json:"time"`
+	ID        int64    `json:"id"`
+	Host      string   `json:"host"`                 // "node01"
+	Actor     string   `json:"actor"`                // "admin", "boot", "callback", "system"
+	Event     Event    `json:"event"`                // a lifecycle event: "reimage"; "" for other records
+	Action    string   `json:"action,omitempty"`     // any other record: "create", "update", "delete", "token-rotate"
+	From      State    `json:"from,omitempty"`       // "ready"
+	To        State    `json:"to,omitempty"`         // "reimage"
+	Attempt   int      `json:"attempt,omitempty"`    // 1
+	Fields    []string `json:"fields,omitempty"`     // update: the fields that changed, ["ipv4", "dns"]; never values
+	Reason    string   `json:"reason,omitempty"`     // free text, no secrets
+	RequestID string   `json:"request_id,omitempty"` // X-Request-ID of the call
+	// ClientAddr is the caller's address, "192.0.2.7" ("" for the server itself).
+	ClientAddr string `json:"client_addr,omitempty"`
+	// Subject names what a non-host record is about: a user ("local:bob"),
+	// a token ("token:ci-builder"), a profile ("profile:rocky9"). "" for host records.
+	Subject string    `json:"subject,omitempty"`
+	Time    time.Time `json:"time"`
 }
 
 // Kind names what r records: its lifecycle event, else its action.
@@ -79,23 +85,25 @@ func (r Record) Kind() string {
 func (r Record) IsZero() bool {
 	return r.ID == 0 && r.Host == "" && r.Actor == "" && r.Event == "" && r.Action == "" &&
 		r.From == "" && r.To == "" && r.Attempt == 0 && len(r.Fields) == 0 && r.Reason == "" &&
-		r.RequestID == "" && r.Time.IsZero()
+		r.RequestID == "" && r.ClientAddr == "" && r.Subject == "" && r.Time.IsZero()
 }
 
 // recordJSON is a Record on the wire.
 type recordJSON struct {
-	ID        int64     `json:"id"`
-	Host      string    `json:"host"`
-	Actor     string    `json:"actor"`
-	Event     string    `json:"event"`            // lifecycle event or action: "reimage", "update"
-	Action    string    `json:"action,omitempty"` // read only: servers before the one "event" field
-	From      State     `json:"from,omitempty"`
-	To        State     `json:"to,omitempty"`
-	Attempt   int       `json:"attempt,omitempty"`
-	Fields    []string  `json:"fields,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	RequestID string    `json:"request_id,omitempty"`
-	Time      time.Time `json:"time"`
+	ID         int64     `json:"id"`
+	Host       string    `json:"host"`
+	Actor      string    `json:"actor"`
+	Event      string    `json:"event"`            // lifecycle event or action: "reimage", "update"
+	Action     string    `json:"action,omitempty"` // read only: servers before the one "event" field
+	From       State     `json:"from,omitempty"`
+	To         State     `json:"to,omitempty"`
+	Attempt    int       `json:"attempt,omitempty"`
+	Fields     []string  `json:"fields,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	RequestID  string    `json:"request_id,omitempty"`
+	ClientAddr string    `json:"client_addr,omitempty"`
+	Subject    string    `json:"subject,omitempty"`
+	Time       time.Time `json:"time"`
 }
 
 // MarshalJSON renders r with one "event" field, its Kind:
@@ -104,7 +112,7 @@ type recordJSON struct {
 //	{"id":8,"host":"node01","actor":"admin","event":"reimage","from":"ready","to":"reimage","time":"…"}
 func (r Record) MarshalJSON() ([]byte, error) {
 	return json.Marshal(recordJSON{ID: r.ID, Host: r.Host, Actor: r.Actor, Event: r.Kind(), From: r.From,
-		To: r.To, Attempt: r.Attempt, Fields: r.Fields, Reason: r.Reason, RequestID: r.RequestID, Time: r.Time})
+		To: r.To, Attempt: r.Attempt, Fields: r.Fields, Reason: r.Reason, RequestID: r.RequestID, ClientAddr: r.ClientAddr, Subject: r.Subject, Time: r.Time})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes, and the older shape with
@@ -115,7 +123,7 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*r = Record{ID: j.ID, Host: j.Host, Actor: j.Actor, From: j.From, To: j.To, Attempt: j.Attempt,
-		Fields: j.Fields, Reason: j.Reason, RequestID: j.RequestID, Time: j.Time}
+		Fields: j.Fields, Reason: j.Reason, RequestID: j.RequestID, ClientAddr: j.ClientAddr, Subject: j.Subject, Time: j.Time}
 	kind := j.Event
 	if kind == "" {
 		kind = j.Action
