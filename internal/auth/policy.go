@@ -81,7 +81,7 @@ const (
 	OpUserCreate  Op = "user.create"
 	OpUserUpdate  Op = "user.update"
 	OpUserDelete  Op = "user.delete"
-	OpTokenAll    Op = "token.list-all"  // every token, any owner
+	OpTokenAll    Op = "token.list-all"   // every token, any owner
 	OpTokenOther  Op = "token.revoke-any" // revoke anyone's token
 	OpServiceMake Op = "token.create-service"
 
