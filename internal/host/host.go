@@ -224,6 +224,9 @@ func (h *Host) Normalize() error {
 	if err := ValidName("name", h.Name); err != nil {
 		return err
 	}
+	if err := CheckLabels(h.Labels); err != nil {
+		return err
+	}
 	if len(h.MACs) == 0 {
 		return Invalid("macs", "at least one MAC address is required")
 	}

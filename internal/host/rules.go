@@ -2,6 +2,7 @@ package host
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -208,6 +209,7 @@ func Changed(old, h Host) []string {
 	add("profile", old.Profile != h.Profile)
 	add("clean_then_install", old.CleanThenInstall != h.CleanThenInstall)
 	add("token_hash", old.TokenHash != h.TokenHash)
+	add("labels", !maps.Equal(old.Labels, h.Labels))
 	slices.Sort(out)
 	return out
 }
