@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -20,6 +21,13 @@ type HostFilter struct {
 	Profile string     // only hosts using this profile
 	After   string     // only hosts whose name sorts after this (a page cursor)
 	Limit   int        // at most this many; 0: no limit
+
+	// Scoped restricts the list to the hosts matching at least one of
+	// Scopes, a host matching a scope when it has every key=value of it
+	// (the caller's grant selectors). An empty scope matches every host;
+	// Scoped with no scopes matches none. Unscoped lists ignore Scopes.
+	Scoped bool
+	Scopes []map[string]string // [{"team":"lab"}, {"site":"dc1","team":"ops"}]
 }
 
 // normalizeMACs lower-cases macs and drops duplicates, keeping the order.
@@ -178,6 +186,10 @@ func toHosts(rows []hostRow) []host.Host {
 func (db *DB) CreateHost(ctx context.Context, h host.Host, rec host.Record) (host.Host, error) {
 	t := now()
 	h.MACs = normalizeMACs(h.MACs)
+	h.Labels = cloneLabels(h.Labels)
+	if err := host.CheckLabels(h.Labels); err != nil {
+		return host.Host{}, err
+	}
 	h.Version = 1
 	h.CreatedAt, h.UpdatedAt = t, t
 	h.Deadline = timeVal(timePtr(h.Deadline))
@@ -197,6 +209,9 @@ func (db *DB) CreateHost(ctx context.Context, h host.Host, rec host.Record) (hos
 			return fmt.Errorf("store: create host %s: %w", h.Name, err)
 		}
 		if err := insertMACs(tx, h.Name, h.MACs); err != nil {
+			return err
+		}
+		if err := insertLabels(tx, h.Name, h.Labels); err != nil {
 			return err
 		}
 		return insertRecords(tx, h.Name, t, []host.Record{rec})
@@ -241,11 +256,19 @@ func (f HostFilter) where(q *gorm.DB, t string) *gorm.DB {
 	if f.After != "" {
 		q = q.Where(t+".name > ?", f.After)
 	}
+	if f.Scoped {
+		q = scopeWhere(q, t, f.Scopes)
+	}
 	return q
 }
 
-// ListHosts returns the hosts f selects, ordered by name.
+// ListHosts returns the hosts f selects, ordered by name. Labels are
+// filtered in SQL (see HostFilter.Scoped), so pages are full and the After
+// cursor works on scoped lists too.
 func (db *DB) ListHosts(ctx context.Context, f HostFilter) ([]host.Host, error) {
+	if f.Scoped && len(f.Scopes) == 0 {
+		return nil, nil
+	}
 	tx := db.read(ctx)
 	q := f.where(tx.Model(&hostRow{}), "hosts").Order("name")
 	if f.Limit > 0 {
@@ -282,6 +305,7 @@ func (db *DB) UpdateHost(ctx context.Context, name string, fn func(h *host.Host)
 		h := old
 		h.MACs = slices.Clone(old.MACs)
 		h.DNS = slices.Clone(old.DNS)
+		h.Labels = maps.Clone(old.Labels)
 		recs, err := fn(&h)
 		if err != nil {
 			return err
@@ -291,6 +315,13 @@ func (db *DB) UpdateHost(ctx context.Context, name string, fn func(h *host.Host)
 		}
 		t := now()
 		h.MACs = normalizeMACs(h.MACs)
+		h.Labels = cloneLabels(h.Labels)
+		labelsChanged := !maps.Equal(h.Labels, old.Labels)
+		if labelsChanged {
+			if err := host.CheckLabels(h.Labels); err != nil {
+				return err
+			}
+		}
 		if err := checkTaken(tx, h, old); err != nil {
 			return err
 		}
@@ -314,6 +345,14 @@ func (db *DB) UpdateHost(ctx context.Context, name string, fn func(h *host.Host)
 				return err
 			}
 		}
+		if labelsChanged {
+			if err := tx.Where("host_name = ?", name).Delete(&hostLabelRow{}).Error; err != nil {
+				return fmt.Errorf("store: update host %s: %w", name, dbErr(err))
+			}
+			if err := insertLabels(tx, name, h.Labels); err != nil {
+				return err
+			}
+		}
 		if err := insertRecords(tx, name, t, recs); err != nil {
 			return err
 		}
@@ -326,7 +365,7 @@ func (db *DB) UpdateHost(ctx context.Context, name string, fn func(h *host.Host)
 	return out, nil
 }
 
-// DeleteHost deletes the host and its MACs and stores rec; the host's
+// DeleteHost deletes the host, its MACs and labels and stores rec; the host's
 // earlier events are kept. It returns host.ErrNotFound for an unknown host.
 func (db *DB) DeleteHost(ctx context.Context, name string, rec host.Record) error {
 	return db.write(ctx, func(tx *gorm.DB) error {
@@ -338,6 +377,9 @@ func (db *DB) DeleteHost(ctx context.Context, name string, rec host.Record) erro
 			return fmt.Errorf("store: delete host %s: %w", name, host.ErrNotFound)
 		}
 		if err := tx.Where("host_name = ?", name).Delete(&hostMACRow{}).Error; err != nil {
+			return fmt.Errorf("store: delete host %s: %w", name, dbErr(err))
+		}
+		if err := tx.Where("host_name = ?", name).Delete(&hostLabelRow{}).Error; err != nil {
 			return fmt.Errorf("store: delete host %s: %w", name, dbErr(err))
 		}
 		return insertRecords(tx, name, now(), []host.Record{rec})

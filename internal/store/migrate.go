@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -25,6 +26,7 @@ var migrations = []migration{
 	{2, "create bmcs", migrateV2},
 	{3, "add bmcs.insecure_plaintext", migrateV3},
 	{4, "add hosts.last_error, events.fields; index hosts.ipv4, hosts.ipv6", migrateV4},
+	{5, "add hosts.labels, host_labels, users; api_tokens for service, personal and session tokens; events.client_addr, events.subject", migrateV5},
 }
 
 // LatestSchema is the schema version this build migrates to.
@@ -267,6 +269,144 @@ func migrateV4(tx *gorm.DB) error {
 		if err := m.CreateIndex(&v4HostRow{}, idx); err != nil {
 			return fmt.Errorf("create index %s: %w", idx, err)
 		}
+	}
+	return nil
+}
+
+// The tables, columns and indexes of v5, frozen.
+
+type v5HostRow struct {
+	Labels string `gorm:"size:4096;not null;default:''"`
+}
+
+func (v5HostRow) TableName() string { return "hosts" }
+
+type v5HostLabelRow struct {
+	HostName   string `gorm:"primaryKey;size:63"`
+	LabelKey   string `gorm:"primaryKey;size:63;index:idx_host_labels_kv,priority:1"`
+	LabelValue string `gorm:"size:63;not null;index:idx_host_labels_kv,priority:2"`
+}
+
+func (v5HostLabelRow) TableName() string { return "host_labels" }
+
+type v5UserRow struct {
+	ID           int64      `gorm:"primaryKey;autoIncrement"`
+	Source       string     `gorm:"size:16;not null;uniqueIndex:idx_users_source_name,priority:1"`
+	Name         string     `gorm:"size:255;not null;uniqueIndex:idx_users_source_name,priority:2"`
+	Grants       string     `gorm:"type:text;not null"`
+	Disabled     bool       `gorm:"not null"`
+	DN           string     `gorm:"column:dn;size:1024;not null"`
+	PasswordHash string     `gorm:"size:255;not null"`
+	CheckedAt    *time.Time `gorm:"precision:6"`
+	CreatedAt    time.Time  `gorm:"precision:6;not null"`
+	UpdatedAt    time.Time  `gorm:"precision:6;not null"`
+}
+
+func (v5UserRow) TableName() string { return "users" }
+
+// v5TokenRow is the new api_tokens, built as api_tokens_v5 and renamed:
+// SQLite cannot change a primary key in place.
+type v5TokenRow struct {
+	ID         int64      `gorm:"primaryKey;autoIncrement"`
+	Name       string     `gorm:"size:63;not null;uniqueIndex:idx_tokens_owner_name,priority:2"`
+	Kind       string     `gorm:"size:16;not null"`
+	Owner      string     `gorm:"size:255;not null;uniqueIndex:idx_tokens_owner_name,priority:1"`
+	Grants     string     `gorm:"type:text;not null"`
+	ExpiresAt  *time.Time `gorm:"precision:6"`
+	LastUsedAt *time.Time `gorm:"precision:6"`
+	RevokedAt  *time.Time `gorm:"precision:6"`
+	CreatedBy  string     `gorm:"size:255;not null"`
+	CreatedAt  time.Time  `gorm:"precision:6;not null"`
+	Hash       string     `gorm:"size:64;not null;uniqueIndex:idx_tokens_hash"`
+}
+
+func (v5TokenRow) TableName() string { return "api_tokens_v5" }
+
+type v5EventRow struct {
+	Actor      string `gorm:"size:255;not null;index:idx_events_actor"`
+	ClientAddr string `gorm:"size:64;not null;default:''"`
+	Subject    string `gorm:"size:255;not null;default:''"`
+}
+
+func (v5EventRow) TableName() string { return "events" }
+
+// migrateV5 adds host labels (hosts.labels and the host_labels table), the
+// users table, the client address and subject of events (and an index on
+// their actor), and rebuilds api_tokens with an id key, a kind, an owner,
+// grants, expiry and revocation: every existing token becomes a service
+// token granted its old role on every host. Each step is skipped when done
+// (MySQL DDL is not transactional), so a migration interrupted on MySQL
+// completes when run again.
+func migrateV5(tx *gorm.DB) error {
+	m := tx.Migrator()
+	if !m.HasColumn(&v5HostRow{}, "Labels") {
+		if err := m.AddColumn(&v5HostRow{}, "Labels"); err != nil {
+			return fmt.Errorf("add hosts.labels: %w", err)
+		}
+	}
+	if err := createMissing(tx, &v5HostLabelRow{}, &v5UserRow{}); err != nil {
+		return err
+	}
+	for _, col := range []string{"ClientAddr", "Subject"} {
+		if !m.HasColumn(&v5EventRow{}, col) {
+			if err := m.AddColumn(&v5EventRow{}, col); err != nil {
+				return fmt.Errorf("add events.%s: %w", col, err)
+			}
+		}
+	}
+	if tx.Dialector.Name() == "mysql" {
+		// Actors are "SOURCE:NAME" with names of up to 255 characters
+		// (SQLite does not enforce lengths).
+		if err := tx.Exec("ALTER TABLE events MODIFY actor varchar(255) NOT NULL").Error; err != nil {
+			return fmt.Errorf("widen events.actor: %w", err)
+		}
+	}
+	if !m.HasIndex(&v5EventRow{}, "idx_events_actor") {
+		if err := m.CreateIndex(&v5EventRow{}, "idx_events_actor"); err != nil {
+			return fmt.Errorf("create index idx_events_actor: %w", err)
+		}
+	}
+	return migrateV5Tokens(tx)
+}
+
+// migrateV5Tokens copies the v1 api_tokens into api_tokens_v5, drops the old
+// table and renames the new one. Each step can be repeated.
+func migrateV5Tokens(tx *gorm.DB) error {
+	m := tx.Migrator()
+	if m.HasTable("api_tokens") && m.HasColumn(&v1APITokenRow{}, "kind") {
+		return nil // done
+	}
+	if err := createMissing(tx, &v5TokenRow{}); err != nil {
+		return err
+	}
+	if m.HasTable("api_tokens") {
+		var old []v1APITokenRow
+		if err := tx.Find(&old).Error; err != nil {
+			return fmt.Errorf("read api_tokens: %w", err)
+		}
+		for _, o := range old {
+			var n int64
+			if err := tx.Model(&v5TokenRow{}).Where("hash = ?", o.Hash).Count(&n).Error; err != nil {
+				return fmt.Errorf("copy token %s: %w", o.Name, err)
+			}
+			if n > 0 {
+				continue
+			}
+			grants, _ := json.Marshal([]struct {
+				Role string `json:"role"`
+			}{{o.Role}})
+			row := v5TokenRow{Name: o.Name, Kind: "service", Owner: "", Grants: string(grants),
+				CreatedBy: "system:migration", CreatedAt: o.CreatedAt, Hash: o.Hash}
+			if err := tx.Create(&row).Error; err != nil {
+				return fmt.Errorf("copy token %s: %w", o.Name, err)
+			}
+		}
+		if err := m.DropTable("api_tokens"); err != nil {
+			return fmt.Errorf("drop old api_tokens: %w", err)
+		}
+	}
+	if err := m.RenameTable("api_tokens_v5", "api_tokens"); err != nil {
+		return fmt.Errorf("rename api_tokens_v5: %w", err)
 	}
 	return nil
 }

@@ -44,6 +44,7 @@ type hostRow struct {
 	CallbackHash string `gorm:"size:64;not null"`
 	LastCallback string `gorm:"size:16;not null"`
 	LastError    string `gorm:"size:1024;not null;default:''"` // v4
+	Labels       string `gorm:"size:4096;not null;default:''"` // v5: JSON object; also in host_labels
 
 	CreatedAt time.Time `gorm:"precision:6;not null"`
 	UpdatedAt time.Time `gorm:"precision:6;not null"`
@@ -82,31 +83,67 @@ func (profileRow) TableName() string { return "profiles" }
 
 // eventRow is one row of events, the audit log. Events outlive their host.
 type eventRow struct {
-	ID        int64     `gorm:"primaryKey;autoIncrement"`
-	HostName  string    `gorm:"size:63;not null;index:idx_events_host,priority:1"`
-	Actor     string    `gorm:"size:64;not null"`
-	Event     string    `gorm:"size:16;not null"`
-	Action    string    `gorm:"size:32;not null"`
-	FromState string    `gorm:"size:16;not null"`
-	ToState   string    `gorm:"size:16;not null"`
-	Attempt   int       `gorm:"not null"`
-	Fields    string    `gorm:"size:1024;not null;default:''"` // v4: JSON array of field names
-	Reason    string    `gorm:"type:text;not null"`
-	RequestID string    `gorm:"size:128;not null"`
-	Time      time.Time `gorm:"precision:6;not null;index"`
+	ID         int64     `gorm:"primaryKey;autoIncrement"`
+	HostName   string    `gorm:"size:63;not null;index:idx_events_host,priority:1"`
+	Actor      string    `gorm:"size:255;not null;index:idx_events_actor"` // v5: 255 (MySQL), index
+	Event      string    `gorm:"size:16;not null"`
+	Action     string    `gorm:"size:32;not null"`
+	FromState  string    `gorm:"size:16;not null"`
+	ToState    string    `gorm:"size:16;not null"`
+	Attempt    int       `gorm:"not null"`
+	Fields     string    `gorm:"size:1024;not null;default:''"` // v4: JSON array of field names
+	Reason     string    `gorm:"type:text;not null"`
+	RequestID  string    `gorm:"size:128;not null"`
+	ClientAddr string    `gorm:"size:64;not null;default:''"`  // v5
+	Subject    string    `gorm:"size:255;not null;default:''"` // v5
+	Time       time.Time `gorm:"precision:6;not null;index"`
 }
 
 func (eventRow) TableName() string { return "events" }
 
-// apiTokenRow is one row of api_tokens.
-type apiTokenRow struct {
-	Name      string    `gorm:"primaryKey;size:63"`
-	Hash      string    `gorm:"size:64;not null;uniqueIndex"`
-	Role      string    `gorm:"size:32;not null"`
-	CreatedAt time.Time `gorm:"precision:6;not null"`
+// hostLabelRow is one row of host_labels: a host's label, kept beside the
+// JSON copy in hosts.labels so that lists can be filtered in SQL.
+type hostLabelRow struct {
+	HostName   string `gorm:"primaryKey;size:63"`
+	LabelKey   string `gorm:"primaryKey;size:63;index:idx_host_labels_kv,priority:1"`
+	LabelValue string `gorm:"size:63;not null;index:idx_host_labels_kv,priority:2"`
 }
 
-func (apiTokenRow) TableName() string { return "api_tokens" }
+func (hostLabelRow) TableName() string { return "host_labels" }
+
+// userRow is one row of users (v5).
+type userRow struct {
+	ID           int64      `gorm:"primaryKey;autoIncrement"`
+	Source       string     `gorm:"size:16;not null;uniqueIndex:idx_users_source_name,priority:1"`
+	Name         string     `gorm:"size:255;not null;uniqueIndex:idx_users_source_name,priority:2"`
+	Grants       string     `gorm:"type:text;not null"` // JSON array of auth.Grant
+	Disabled     bool       `gorm:"not null"`
+	DN           string     `gorm:"column:dn;size:1024;not null"`
+	PasswordHash string     `gorm:"size:255;not null"`
+	CheckedAt    *time.Time `gorm:"precision:6"`
+	CreatedAt    time.Time  `gorm:"precision:6;not null"`
+	UpdatedAt    time.Time  `gorm:"precision:6;not null"`
+}
+
+func (userRow) TableName() string { return "users" }
+
+// tokenRow is one row of api_tokens (v5 shape): service, personal and
+// session tokens.
+type tokenRow struct {
+	ID         int64      `gorm:"primaryKey;autoIncrement"`
+	Name       string     `gorm:"size:63;not null;uniqueIndex:idx_tokens_owner_name,priority:2"`
+	Kind       string     `gorm:"size:16;not null"`
+	Owner      string     `gorm:"size:255;not null;uniqueIndex:idx_tokens_owner_name,priority:1"` // "" for service tokens
+	Grants     string     `gorm:"type:text;not null"`                                             // JSON array of auth.Grant
+	ExpiresAt  *time.Time `gorm:"precision:6"`
+	LastUsedAt *time.Time `gorm:"precision:6"`
+	RevokedAt  *time.Time `gorm:"precision:6"`
+	CreatedBy  string     `gorm:"size:255;not null"`
+	CreatedAt  time.Time  `gorm:"precision:6;not null"`
+	Hash       string     `gorm:"size:64;not null;uniqueIndex:idx_tokens_hash"`
+}
+
+func (tokenRow) TableName() string { return "api_tokens" }
 
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
@@ -133,6 +170,24 @@ func encodeList(l []string) string {
 
 func decodeList(s string) []string {
 	var l []string
+	if s == "" || json.Unmarshal([]byte(s), &l) != nil || len(l) == 0 {
+		return nil
+	}
+	return l
+}
+
+// encodeLabels renders l as a JSON object ("" for no labels).
+func encodeLabels(l host.Labels) string {
+	if len(l) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(l) // map[string]string always marshals, keys sorted
+	return string(b)
+}
+
+// decodeLabels reads what encodeLabels wrote; no labels read back as nil.
+func decodeLabels(s string) host.Labels {
+	var l host.Labels
 	if s == "" || json.Unmarshal([]byte(s), &l) != nil || len(l) == 0 {
 		return nil
 	}
@@ -168,6 +223,7 @@ func toHostRow(h host.Host) hostRow {
 		CallbackHash:     h.CallbackHash,
 		LastCallback:     string(h.LastCallback),
 		LastError:        h.LastError,
+		Labels:           encodeLabels(h.Labels),
 		CreatedAt:        utc(h.CreatedAt),
 		UpdatedAt:        utc(h.UpdatedAt),
 	}
@@ -203,6 +259,7 @@ func (r hostRow) columns() map[string]any {
 		"callback_hash":      r.CallbackHash,
 		"last_callback":      r.LastCallback,
 		"last_error":         r.LastError,
+		"labels":             r.Labels,
 		"updated_at":         r.UpdatedAt,
 	}
 }
@@ -240,6 +297,7 @@ func (r hostRow) toHost() host.Host {
 		CallbackHash: r.CallbackHash,
 		LastCallback: host.Event(r.LastCallback),
 		LastError:    r.LastError,
+		Labels:       decodeLabels(r.Labels),
 	}
 }
 
@@ -251,34 +309,38 @@ func toEventRow(r host.Record) eventRow {
 		fields = encodeList(r.Fields)
 	}
 	return eventRow{
-		HostName:  r.Host,
-		Actor:     r.Actor,
-		Event:     string(r.Event),
-		Action:    r.Action,
-		Fields:    fields,
-		FromState: string(r.From),
-		ToState:   string(r.To),
-		Attempt:   r.Attempt,
-		Reason:    r.Reason,
-		RequestID: r.RequestID,
-		Time:      utc(r.Time),
+		HostName:   r.Host,
+		Actor:      r.Actor,
+		Event:      string(r.Event),
+		Action:     r.Action,
+		Fields:     fields,
+		FromState:  string(r.From),
+		ToState:    string(r.To),
+		Attempt:    r.Attempt,
+		Reason:     r.Reason,
+		RequestID:  r.RequestID,
+		ClientAddr: r.ClientAddr,
+		Subject:    r.Subject,
+		Time:       utc(r.Time),
 	}
 }
 
 func (r eventRow) toRecord() host.Record {
 	return host.Record{
-		ID:        r.ID,
-		Host:      r.HostName,
-		Actor:     r.Actor,
-		Event:     host.Event(r.Event),
-		Action:    r.Action,
-		From:      host.State(r.FromState),
-		To:        host.State(r.ToState),
-		Attempt:   r.Attempt,
-		Fields:    decodeList(r.Fields),
-		Reason:    r.Reason,
-		RequestID: r.RequestID,
-		Time:      r.Time.UTC(),
+		ID:         r.ID,
+		Host:       r.HostName,
+		Actor:      r.Actor,
+		Event:      host.Event(r.Event),
+		Action:     r.Action,
+		From:       host.State(r.FromState),
+		To:         host.State(r.ToState),
+		Attempt:    r.Attempt,
+		Fields:     decodeList(r.Fields),
+		Reason:     r.Reason,
+		RequestID:  r.RequestID,
+		ClientAddr: r.ClientAddr,
+		Subject:    r.Subject,
+		Time:       r.Time.UTC(),
 	}
 }
 
