@@ -9,6 +9,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/bootpilot/bootpilot/internal/host"
 )
@@ -118,6 +119,8 @@ type Identity struct {
 	Source Source  // "ldap"
 	Grants []Grant // effective grants; their union is what the caller may do
 	Token  string  // the API token's name when the caller used a personal or service token; "" for a session
+	// Expires is when the credential used stops working (zero: never).
+	Expires time.Time
 }
 
 // Actor renders id for audit events: "ldap:alice", "token:ci-builder".
