@@ -8,7 +8,9 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/bootpilot/bootpilot/bootscripts"
+	"github.com/bootpilot/bootpilot/internal/auth"
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/provision"
 	"github.com/bootpilot/bootpilot/internal/redfish"
 )
 
@@ -28,11 +30,15 @@ func status(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, host.ErrConflict), errors.Is(err, host.ErrInvalidTransition):
 		return http.StatusConflict
-	case errors.Is(err, host.ErrUnauthorized):
+	case errors.Is(err, host.ErrUnauthorized), errors.Is(err, auth.ErrInvalidCredentials):
 		return http.StatusUnauthorized
+	case errors.Is(err, auth.ErrThrottled):
+		return http.StatusTooManyRequests
+	case errors.Is(err, auth.ErrDirectoryDown), errors.Is(err, provision.ErrUnavailable):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, host.ErrForbidden), errors.Is(err, host.ErrStaleToken):
 		return http.StatusForbidden
-	case errors.As(err, new(errNotConfigured)):
+	case errors.As(err, new(provision.ErrNotConfigured)):
 		return http.StatusNotImplemented
 	case errors.Is(err, bootscripts.ErrBusy):
 		return http.StatusServiceUnavailable // every user-template render slot is taken; retry
@@ -54,6 +60,13 @@ func (s *Server) fail(c *gin.Context, err error) {
 		body = errorBody{Error: ve.Reason, Field: ve.Field}
 	case errors.As(err, &fe):
 		body.Field = fe.FieldName()
+	}
+	switch {
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		body = errorBody{Error: "invalid credentials"} // the same for every reason
+	case errors.Is(err, auth.ErrDirectoryDown):
+		s.log.Warn("login: directory unavailable", "request_id", requestID(c), "err", err)
+		body = errorBody{Error: "the directory cannot be reached; try again later (existing sessions and tokens keep working)"}
 	}
 	if code == http.StatusInternalServerError {
 		s.log.Error("request failed", "method", c.Request.Method, "route", c.FullPath(),

@@ -3,36 +3,42 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/bootpilot/bootpilot/bootscripts"
+	"github.com/bootpilot/bootpilot/internal/auth"
 	"github.com/bootpilot/bootpilot/internal/host"
-	"github.com/bootpilot/bootpilot/internal/images"
 )
 
 func (s *Server) profileRoutes(api *gin.RouterGroup) {
-	api.POST("/profiles", s.createProfile)         // define what "install" means
-	api.GET("/profiles", s.listProfiles)           // all profiles
-	api.GET("/profiles/:name", s.getProfile)       // one profile
-	api.PATCH("/profiles/:name", s.patchProfile)   // change a profile
-	api.DELETE("/profiles/:name", s.deleteProfile) // only when no host uses it
+	s.handle(api, "POST", "/profiles", auth.OpProfCreate, s.createProfile)         // define what "install" means
+	s.handle(api, "GET", "/profiles", auth.OpProfList, s.listProfiles)             // all profiles
+	s.handle(api, "GET", "/profiles/:name", auth.OpProfGet, s.getProfile)          // one profile
+	s.handle(api, "PATCH", "/profiles/:name", auth.OpProfUpdate, s.patchProfile)   // change a profile
+	s.handle(api, "DELETE", "/profiles/:name", auth.OpProfDelete, s.deleteProfile) // only when no host uses it
 }
 
-// checkProfileFields validates p including its config template, so a broken
-// template is refused now rather than when a host boots.
-func checkProfileFields(p *host.Profile) error {
-	if err := p.Normalize(); err != nil {
-		return err
+// decodeObject reads a JSON object body into a map; an empty body is {}.
+func decodeObject(c *gin.Context) (map[string]json.RawMessage, error) {
+	m := map[string]json.RawMessage{}
+	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 1<<20))
+	if err != nil {
+		return nil, host.Invalid("body", "%v", err)
 	}
-	if p.Config != "" {
-		return bootscripts.CheckConfigTemplate(p.Config)
+	if len(b) == 0 {
+		return m, nil
 	}
-	return nil
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, host.Invalid("body", "not a JSON object: %v", err)
+	}
+	return m, nil
 }
 
 // applyProfileFields overlays JSON fields onto p; unknown fields are refused.
+// (A profile has many optional fields whose zero values mean something, so
+// a PATCH is an overlay of the fields sent.)
 func applyProfileFields(p *host.Profile, m map[string]json.RawMessage) error {
 	for k, v := range m {
 		switch k {
@@ -56,121 +62,63 @@ func applyProfileFields(p *host.Profile, m map[string]json.RawMessage) error {
 	return nil
 }
 
-func (s *Server) createProfile(c *gin.Context) {
+func (s *Server) createProfile(c *gin.Context) error {
 	var p host.Profile
 	m, err := decodeObject(c)
-	if err == nil {
-		err = applyProfileFields(&p, m)
-	}
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
-	if err := checkProfileFields(&p); err != nil {
-		s.fail(c, err)
-		return
+	if err := applyProfileFields(&p, m); err != nil {
+		return err
 	}
-	if err := s.cacheProfileImage(c, p); err != nil {
-		s.fail(c, err)
-		return
-	}
-	redactProfileImage(&p)
-	out, err := s.store.CreateProfile(c.Request.Context(), p)
+	out, err := s.core.CreateProfile(c.Request.Context(), caller(c), p)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
-	s.log.Info("profile created", "profile", p.Name, "actor", actor(c), "request_id", requestID(c))
 	c.JSON(http.StatusCreated, out)
+	return nil
 }
 
-// cacheProfileImage makes sure an image profile's image is in the cache and
-// matches its digest before any host can be sent to deploy it.
-func (s *Server) cacheProfileImage(c *gin.Context, p host.Profile) error {
-	if p.Installer != host.InstallerImage {
-		return nil
-	}
-	if s.opt.Images == nil {
-		return host.Invalid("image", "this server has no image cache")
-	}
-	_, err := s.cacheImage(c, profileFields, p.Image, p.ImageSHA256)
-	return err
-}
-
-// redactProfileImage drops credentials and a signed query from p's image
-// source before it is stored and shown: the blob is cached by digest, so
-// the source is only a record of where it came from.
-func redactProfileImage(p *host.Profile) {
-	if p.Image != "" {
-		p.Image = images.Redact(p.Image)
-	}
-}
-
-func (s *Server) listProfiles(c *gin.Context) {
-	ps, err := s.store.ListProfiles(c.Request.Context())
+func (s *Server) listProfiles(c *gin.Context) error {
+	ps, err := s.core.ListProfiles(c.Request.Context(), caller(c))
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	if ps == nil {
 		ps = []host.Profile{}
 	}
 	c.JSON(http.StatusOK, gin.H{"profiles": ps})
+	return nil
 }
 
-func (s *Server) getProfile(c *gin.Context) {
-	p, err := s.store.GetProfile(c.Request.Context(), c.Param("name"))
+func (s *Server) getProfile(c *gin.Context) error {
+	p, err := s.core.GetProfile(c.Request.Context(), caller(c), c.Param("name"))
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, p)
+	return nil
 }
 
-func (s *Server) patchProfile(c *gin.Context) {
+func (s *Server) patchProfile(c *gin.Context) error {
 	m, err := decodeObject(c)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
-	apply := func(p *host.Profile) error {
-		if err := applyProfileFields(p, m); err != nil {
-			return err
-		}
-		return checkProfileFields(p)
-	}
-	// Validate and cache the image first: no network inside the transaction.
-	draft, err := s.store.GetProfile(c.Request.Context(), c.Param("name"))
-	if err == nil {
-		err = apply(&draft)
-	}
-	if err == nil {
-		err = s.cacheProfileImage(c, draft)
-	}
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	p, err := s.store.UpdateProfile(c.Request.Context(), c.Param("name"), func(p *host.Profile) error {
-		if err := apply(p); err != nil {
-			return err
-		}
-		redactProfileImage(p)
-		return nil
+	p, err := s.core.UpdateProfile(c.Request.Context(), caller(c), c.Param("name"), func(p *host.Profile) error {
+		return applyProfileFields(p, m)
 	})
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
-	s.log.Info("profile updated", "profile", p.Name, "actor", actor(c), "request_id", requestID(c))
 	c.JSON(http.StatusOK, p)
+	return nil
 }
 
-func (s *Server) deleteProfile(c *gin.Context) {
-	if err := s.store.DeleteProfile(c.Request.Context(), c.Param("name")); err != nil {
-		s.fail(c, err)
-		return
+func (s *Server) deleteProfile(c *gin.Context) error {
+	if err := s.core.DeleteProfile(c.Request.Context(), caller(c), c.Param("name")); err != nil {
+		return err
 	}
-	s.log.Info("profile deleted", "profile", c.Param("name"), "actor", actor(c), "request_id", requestID(c))
 	c.Status(http.StatusNoContent)
+	return nil
 }

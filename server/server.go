@@ -18,59 +18,65 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/net/netutil"
 
-	"github.com/bootpilot/bootpilot/bootscripts"
+	"github.com/bootpilot/bootpilot/internal/auth"
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/images"
 	"github.com/bootpilot/bootpilot/internal/pki"
+	"github.com/bootpilot/bootpilot/internal/provision"
 	"github.com/bootpilot/bootpilot/internal/redfish"
 	"github.com/bootpilot/bootpilot/internal/secretbox"
 	"github.com/bootpilot/bootpilot/internal/store"
 )
 
-// Store is what the server needs from the database. Errors are the domain's
-// sentinels: host.ErrNotFound, host.ErrConflict; fn errors from UpdateHost
-// come back unchanged.
+// Store is what the server needs from the database: the core's needs plus
+// health and metrics.
 type Store interface {
+	provision.Store
 	Ping(ctx context.Context) error
-	CreateHost(ctx context.Context, h host.Host, rec host.Record) (host.Host, error)
-	GetHost(ctx context.Context, name string) (host.Host, error)
-	ListHosts(ctx context.Context, f store.HostFilter) ([]host.Host, error)
-	UpdateHost(ctx context.Context, name string, fn func(h *host.Host) ([]host.Record, error)) (host.Host, error)
-	DeleteHost(ctx context.Context, name string, rec host.Record) error
-	SetInventory(ctx context.Context, name string, inv host.Inventory) error
-	Events(ctx context.Context, name string, limit int) ([]host.Record, error)
-	ExpiredHosts(ctx context.Context, now time.Time) ([]host.Host, error)
-	CountHosts(ctx context.Context) (map[host.State]int, error)
 	CheckWrite(ctx context.Context) error
-	CreateProfile(ctx context.Context, p host.Profile) (host.Profile, error)
-	GetProfile(ctx context.Context, name string) (host.Profile, error)
-	ListProfiles(ctx context.Context) ([]host.Profile, error)
-	UpdateProfile(ctx context.Context, name string, fn func(p *host.Profile) error) (host.Profile, error)
-	DeleteProfile(ctx context.Context, name string) error
-	APITokenByHash(ctx context.Context, hash string) (host.APIToken, error)
+	CountHosts(ctx context.Context) (map[host.State]int, error)
 }
 
 var _ Store = (*store.DB)(nil)
 
-// Images is the image cache (implemented by *images.Cache). Fetch returns
-// a *host.ValidationError for bad or refused references and a wrapped
-// *images.DigestMismatchError for bad digests; Put a *host.ValidationError
-// for an interrupted or oversized upload; Lookup host.ErrNotFound.
+// Images is the image cache (implemented by *images.Cache): the core's
+// needs plus the handler that serves cached blobs.
 type Images interface {
-	Fetch(ctx context.Context, ref, want string) (images.Entry, error)
-	Put(ctx context.Context, r io.Reader, size int64) (images.Entry, error)
-	Lookup(hexDigest string) (images.Entry, error)
+	provision.Images
 	Handler() http.Handler
 }
 
 var _ Images = (*images.Cache)(nil)
 
 // ISOBuilder writes host h's boot ISO, embedding boot token tok.
-type ISOBuilder func(w io.Writer, h host.Host, tok string) error
+type ISOBuilder = provision.ISOBuilder
+
+// Auth is the operator service (implemented by *auth.Service): who the
+// caller is, sessions, tokens, users and the audit log. Its errors are the
+// domain's sentinels and auth.ErrInvalidCredentials, auth.ErrDirectoryDown,
+// auth.ErrThrottled.
+type Auth interface {
+	Authenticate(ctx context.Context, bearer string) (auth.Identity, error)
+	Login(ctx context.Context, username, password string, m auth.Meta) (auth.Session, error)
+	Logout(ctx context.Context, bearer string, m auth.Meta) error
+	CreateToken(ctx context.Context, caller auth.Identity, r auth.TokenRequest, m auth.Meta) (string, auth.Token, error)
+	ListTokens(ctx context.Context, caller auth.Identity, all bool) ([]auth.Token, error)
+	RevokeToken(ctx context.Context, caller auth.Identity, id int64, m auth.Meta) error
+	CreateUser(ctx context.Context, caller auth.Identity, u auth.NewUser, m auth.Meta) (auth.User, error)
+	ListUsers(ctx context.Context, caller auth.Identity) ([]auth.User, error)
+	GetUser(ctx context.Context, caller auth.Identity, source auth.Source, name string) (auth.User, error)
+	UpdateUser(ctx context.Context, caller auth.Identity, source auth.Source, name string, up auth.UserUpdate, m auth.Meta) (auth.User, error)
+	DeleteUser(ctx context.Context, caller auth.Identity, source auth.Source, name string, m auth.Meta) error
+	Audit(ctx context.Context, caller auth.Identity, f auth.AuditFilter) ([]host.Record, error)
+	SessionTTL() time.Duration
+}
+
+var _ Auth = (*auth.Service)(nil)
 
 // Options configure a Server.
 type Options struct {
 	Store        Store
+	Auth         Auth // who the caller is; required
 	PKI          *pki.Bundle
 	ExternalURL  string      // "https://10.0.2.100:8443"
 	Policy       host.Policy // attempts and deadlines
@@ -103,24 +109,19 @@ type Options struct {
 type Server struct {
 	opt     Options
 	store   Store
-	render  *bootscripts.Renderer
+	core    *provision.Core
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *metrics
 	engine  *gin.Engine
-	caPEM   string
-	caFP    string
-	rf      *redfishOps // BMC operations, media and bulk jobs (bmc.go)
+	table   []Route // the route table (routes.go)
+	csrf    *http.CrossOriginProtection
 }
 
-// New builds a Server; templates are parsed here, once.
+// New builds a Server and its core; templates are parsed here, once.
 func New(o Options) (*Server, error) {
-	if o.Store == nil || o.PKI == nil {
-		return nil, errors.New("server: Store and PKI are required")
-	}
-	r, err := bootscripts.New()
-	if err != nil {
-		return nil, fmt.Errorf("server: templates: %w", err)
+	if o.Store == nil || o.PKI == nil || o.Auth == nil {
+		return nil, errors.New("server: Store, Auth and PKI are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -128,29 +129,32 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.HoldSeconds == 0 {
-		o.HoldSeconds = 300
-	}
-	if o.AgentAfter == "" {
-		o.AgentAfter = "reboot"
-	}
 	if o.MaxConnections == 0 {
 		o.MaxConnections = defaultMaxConns
 	}
 	if o.BodyTimeout == 0 {
 		o.BodyTimeout = defaultBodyTimeout
 	}
-	if o.Policy.MaxAttempts == 0 {
-		o.Policy = host.DefaultPolicy
+	po := provision.Options{
+		Store: o.Store, ExternalURL: o.ExternalURL, CAPEM: string(o.PKI.CAPEM()), CAFingerprint: pki.Fingerprint(o.PKI.CA),
+		Policy: o.Policy, CleanProfile: o.CleanProfile, HoldSeconds: o.HoldSeconds, AgentAfter: o.AgentAfter,
+		ISO: o.ISO, ImagesPrefix: imagesPrefix, Logger: o.Logger, Now: o.Now,
 	}
-	s := &Server{
-		opt: o, store: o.Store, render: r, log: o.Logger, now: o.Now,
-		caPEM: string(o.PKI.CAPEM()), caFP: pki.Fingerprint(o.PKI.CA),
+	if o.Images != nil {
+		po.Images = o.Images
 	}
+	core, err := provision.New(po)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s := &Server{opt: o, store: o.Store, core: core, log: o.Logger, now: o.Now, csrf: http.NewCrossOriginProtection()}
 	s.metrics = newMetrics(o.Store)
 	s.engine = s.routes()
 	return s, nil
 }
+
+// Core returns the server's core (the CLI's offline paths and tests share it).
+func (s *Server) Core() *provision.Core { return s.core }
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler { return s.engine }
@@ -180,7 +184,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ln = netutil.LimitListener(ln, s.opt.MaxConnections)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
-	go s.sweep(ctx)
+	go s.core.Sweep(ctx)
 	select {
 	case err := <-errc:
 		return err
@@ -194,63 +198,5 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// sweep fails attempts whose deadline passed, so a hung installer does not
-// leave a host in installing forever.
-func (s *Server) sweep(ctx context.Context) {
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.SweepOnce(ctx)
-		}
-	}
-}
-
 // SweepOnce applies the timeout event to every host past its deadline.
-func (s *Server) SweepOnce(ctx context.Context) {
-	now := s.now()
-	hs, err := s.store.ExpiredHosts(ctx, now)
-	if err != nil {
-		s.log.Error("sweep: list expired hosts", "err", err)
-		return
-	}
-	for _, h := range hs {
-		after, err := s.store.UpdateHost(ctx, h.Name, func(h *host.Host) ([]host.Record, error) {
-			if !host.Expired(*h, now) {
-				return nil, errNoop
-			}
-			return s.transition(h, host.EventTimeout, "system", "", fmt.Sprintf("attempt %d passed its deadline", h.Attempt))
-		})
-		switch {
-		case err == nil:
-			s.afterTransition(after)
-		case !errors.Is(err, errNoop):
-			s.log.Error("sweep: fail expired host", "host", h.Name, "err", err)
-		}
-	}
-}
-
-// errNoop aborts an UpdateHost transaction that has nothing to change.
-var errNoop = errors.New("no change")
-
-// transition applies e to h (in an UpdateHost callback) and returns the audit record.
-func (s *Server) transition(h *host.Host, e host.Event, actor, requestID, reason string) ([]host.Record, error) {
-	to, err := host.Next(h.State, e)
-	if err != nil {
-		return nil, err
-	}
-	rec := host.Record{Host: h.Name, Actor: actor, Event: e, From: h.State, To: to,
-		Attempt: h.Attempt, Reason: reason, RequestID: requestID, Time: s.now().UTC()}
-	h.State = to
-	switch to {
-	case host.StateReimage, host.StateClean, host.StateReady, host.StateHold:
-		h.Attempt = 0
-		h.Deadline = time.Time{}
-	case host.StateFailed:
-		h.Deadline = time.Time{}
-	}
-	return []host.Record{rec}, nil
-}
+func (s *Server) SweepOnce(ctx context.Context) { s.core.SweepOnce(ctx) }
