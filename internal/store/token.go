@@ -227,3 +227,7 @@ func (db *DB) DeleteExpiredTokens(ctx context.Context, before time.Time) (int, e
 	}
 	return n, nil
 }
+
+// DB is the store the auth service keeps its users, tokens and audit
+// records in.
+var _ auth.Store = (*DB)(nil)

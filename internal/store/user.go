@@ -75,7 +75,9 @@ func (db *DB) ListUsers(ctx context.Context) ([]auth.User, error) {
 
 // UpdateUser reads the user locked, calls fn with a copy and, when fn
 // returns nil, writes it back and stores rec (a zero rec is not stored), in
-// one transaction. fn's error is returned unchanged and nothing is written;
+// one transaction. When rec.Fields is nil it is filled with the names of
+// the fields fn changed (grants, disabled, dn, password, checked_at; never
+// values), and a rec whose fn changed nothing is then not stored. fn's error is returned unchanged and nothing is written;
 // fn may run more than once (see UpdateHost) and cannot change the source or
 // the name. It returns host.ErrNotFound for an unknown user.
 func (db *DB) UpdateUser(ctx context.Context, source auth.Source, name string, fn func(u *auth.User) error, rec host.Record) (auth.User, error) {
@@ -100,7 +102,14 @@ func (db *DB) UpdateUser(ctx context.Context, source auth.Source, name string, f
 			return fmt.Errorf("store: update user %s:%s: %w", source, name, err)
 		}
 		out = nrow.toUser()
-		return insertEvents(tx, u.UpdatedAt, []host.Record{rec})
+		r := rec
+		if r.Fields == nil && !r.IsZero() {
+			r.Fields = changedUserFields(row, nrow)
+			if len(r.Fields) == 0 {
+				return nil
+			}
+		}
+		return insertEvents(tx, u.UpdatedAt, []host.Record{r})
 	})
 	if err != nil {
 		return auth.User{}, err
@@ -174,4 +183,25 @@ func (db *DB) UpsertDirectoryUser(ctx context.Context, u auth.User) (auth.User, 
 		return auth.User{}, fmt.Errorf("store: upsert directory user %s: %w", u.Actor(), err)
 	}
 	return out, nil
+}
+
+// changedUserFields names the columns that differ between a and b.
+func changedUserFields(a, b userRow) []string {
+	var out []string
+	if a.Disabled != b.Disabled {
+		out = append(out, "disabled")
+	}
+	if a.DN != b.DN {
+		out = append(out, "dn")
+	}
+	if a.Grants != b.Grants {
+		out = append(out, "grants")
+	}
+	if a.PasswordHash != b.PasswordHash {
+		out = append(out, "password")
+	}
+	if !timeVal(a.CheckedAt).Equal(timeVal(b.CheckedAt)) {
+		out = append(out, "checked_at")
+	}
+	return out
 }
