@@ -315,7 +315,7 @@ restart stop working (their key is derived from the secret key).`,
 			}
 			defer st.Close()
 			n, err := st.RotateBMCPasswords(cmd.Context(), func(name, sealed string) (string, error) {
-				return secretbox.Rotate(sealed, "bmc-password:"+name, oldKey, newKey)
+				return secretbox.Rotate(sealed, secretbox.BMCPasswordContext(name), oldKey, newKey)
 			})
 			if err != nil {
 				return err
