@@ -259,7 +259,7 @@ func TestDebianInstaller(t *testing.T) {
 	if h.LastCallback != "" {
 		t.Errorf("last callback %q, want none (the install is still running)", h.LastCallback)
 	}
-	wantEvents(t, s, "token:admin:reimage:ready>reimage", "boot:serve:reimage>installing")
+	wantEvents(t, s, "token:admin:reimage:ready>reimage", "host:node01:serve:reimage>installing")
 }
 
 // TestDebianInstallerStaleToken: the attempt is cancelled between the

@@ -138,7 +138,7 @@ func TestDeploy(t *testing.T) {
 	mustContain(t, "after deploy", log, reStage0, markerLine("B"))
 	mustNotContain(t, "after deploy", log, markerLine("A"), `attempt \d`)
 	wantState(t, s, host.StateReady)
-	wantEvents(t, s, "token:admin:reimage:ready>reimage", "boot:serve:reimage>installing", "callback:installed:installing>ready")
+	wantEvents(t, s, "token:admin:reimage:ready>reimage", "host:node01:serve:reimage>installing", "host:node01:installed:installing>ready")
 }
 
 // cleanDisk makes a 32 MiB marker disk whose space after the partitions
@@ -200,7 +200,7 @@ func testClean(t *testing.T, method string) {
 	if h.LastCallback != host.EventCleaned {
 		t.Errorf("after clean: last callback %q, want cleaned", h.LastCallback)
 	}
-	wantEvents(t, s, "token:admin:clean:ready>clean", "boot:serve:clean>cleaning", "callback:cleaned:cleaning>ready")
+	wantEvents(t, s, "token:admin:clean:ready>clean", "host:node01:serve:clean>cleaning", "host:node01:cleaned:cleaning>ready")
 
 	after, err := os.ReadFile(disk)
 	if err != nil {
@@ -358,8 +358,8 @@ func TestInterrupted(t *testing.T) {
 		t.Errorf("stage 0 ran %d times in one power-on, want 1", n)
 	}
 	wantState(t, s, host.StateFailed)
-	wantEvents(t, s, "token:admin:reimage:ready>reimage", "boot:serve:reimage>installing",
-		"boot:serve:installing>installing", "boot:exhausted:installing>failed")
+	wantEvents(t, s, "token:admin:reimage:ready>reimage", "host:node01:serve:reimage>installing",
+		"host:node01:serve:installing>installing", "host:node01:exhausted:installing>failed")
 
 	// A failed host keeps booting its disk.
 	log = startVM(t, dir, "boot4-failed", iso, disk, port, bootOpts{}).finish(t, limitLocal)

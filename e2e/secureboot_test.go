@@ -182,6 +182,6 @@ func TestSecureBoot(t *testing.T) {
 	log = startVM(t, dir, "boot-signed-local", iso, disk, port, sb).finish(t, limitLocal)
 	mustContain(t, "signed ISO, localboot", log, reStage0, `bootpilot: booting the local disk`, markerLine("B"))
 	mustNotContain(t, "signed ISO, localboot", log, `Access Denied`)
-	wantEvents(t, s, "token:admin:reimage:ready>reimage", "boot:serve:reimage>installing", "token:admin:cancel:installing>ready",
-		"token:admin:reimage:ready>reimage", "boot:serve:reimage>installing", "callback:installed:installing>ready")
+	wantEvents(t, s, "token:admin:reimage:ready>reimage", "host:node01:serve:reimage>installing", "token:admin:cancel:installing>ready",
+		"token:admin:reimage:ready>reimage", "host:node01:serve:reimage>installing", "host:node01:installed:installing>ready")
 }

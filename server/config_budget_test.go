@@ -75,7 +75,7 @@ func TestBootHostileConfig(t *testing.T) {
 			t.Errorf("after the refused install: %s/%d, want reimage/0 (nothing served)", h.State, h.Attempt)
 		}
 		recs := renderFailures()
-		if len(recs) != 1 || recs[0].Actor != "boot" || !strings.Contains(recs[0].Reason, "render budget") || recs[0].RequestID == "" {
+		if len(recs) != 1 || recs[0].Actor != "host:"+recs[0].Host || !strings.Contains(recs[0].Reason, "render budget") || recs[0].RequestID == "" {
 			t.Fatalf("render-failed events = %+v, want one by boot naming the render budget", recs)
 		}
 

@@ -72,8 +72,17 @@ func (s *Server) handle(g gin.IRoutes, method, path string, op auth.Op, h handle
 		full = strings.TrimSuffix(rg.BasePath(), "/") + path
 	}
 	s.table = append(s.table, Route{Method: method, Path: full, Op: op})
+	rule := auth.RuleFor(op)
 	g.Handle(method, path, func(c *gin.Context) {
 		c.Set("op", op)
+		if _, authed := c.Get("identity"); authed && rule.Scope != auth.ScopePublic {
+			// Before the body is read: a caller without the permission on
+			// any host learns nothing from a 400 about the body.
+			if err := identity(c).Authorize(op, nil); err != nil {
+				s.fail(c, err)
+				return
+			}
+		}
 		if err := h(c); err != nil {
 			s.fail(c, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -23,10 +24,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bootpilot/bootpilot/imagebuilder"
+	"github.com/bootpilot/bootpilot/internal/auth"
 	"github.com/bootpilot/bootpilot/internal/client"
 	"github.com/bootpilot/bootpilot/internal/config"
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/pki"
+	"github.com/bootpilot/bootpilot/internal/provision"
 	"github.com/bootpilot/bootpilot/internal/store"
 	"github.com/bootpilot/bootpilot/internal/token"
 )
@@ -152,6 +155,7 @@ func runISOBuild(ctx context.Context, f isoFlags, stdout, stderr io.Writer) erro
 	// change in between), so memory stays flat in the number of hosts.
 	var (
 		db      *store.DB
+		core    *provision.Core // with db: where boot tokens change
 		source  string
 		eachRow func(fn func(imagebuilder.Row) error) error // rows to build, in source order
 		names   []string                                    // of the rows to build, until sorted
@@ -164,6 +168,9 @@ func runISOBuild(ctx context.Context, f isoFlags, stdout, stderr io.Writer) erro
 			return fmt.Errorf("iso build: %w", err)
 		}
 		defer db.Close()
+		if core, err = provision.New(provision.Options{Store: db}); err != nil {
+			return fmt.Errorf("iso build: %w", err)
+		}
 		hosts, err := db.ListHosts(ctx, store.HostFilter{})
 		if err != nil {
 			return fmt.Errorf("iso build: %w", err)
@@ -316,7 +323,7 @@ func runISOBuild(ctx context.Context, f isoFlags, stdout, stderr io.Writer) erro
 						}
 						// The ISO is complete: only now replace the token
 						// hash, so a failed build leaves the old ISO working.
-						return rotateInDB(ctx, db, r.Host.Name, hash)
+						return rotateInDB(ctx, core, r.Host.Name, hash)
 					})
 					if err != nil {
 						return fmt.Errorf("%s: %w", r.Host.Name, err)
@@ -585,17 +592,23 @@ func (f *jsonListFile) discard() {
 	os.Remove(f.tmp.Name()) // fails harmlessly after the rename
 }
 
-// rotateInDB stores a host's new boot token hash with an audit record.
-func rotateInDB(ctx context.Context, db *store.DB, name, hash string) error {
-	_, err := db.UpdateHost(ctx, name, func(h *host.Host) ([]host.Record, error) {
-		h.TokenHash = hash
-		return []host.Record{{Host: name, Actor: "admin", Action: "token-rotate",
-			Reason: "ISO built by bootpilot iso build --from-db; the old boot token stops working", Time: time.Now().UTC()}}, nil
-	})
+// rotateInDB stores a host's new boot token hash, through the core (the
+// one place a boot token changes), audited as the OS user running the CLI.
+func rotateInDB(ctx context.Context, core *provision.Core, name, hash string) error {
+	cl := provision.Caller{Identity: auth.OSUser(osUser())}
+	err := core.StoreBootToken(ctx, cl, name, hash, "ISO built by bootpilot iso build --from-db; the old boot token stops working")
 	if err != nil {
 		return fmt.Errorf("rotate boot token: %w", err)
 	}
 	return nil
+}
+
+// osUser names the login running the CLI, for audit records.
+func osUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return os.Getenv("USER")
 }
 
 // reportRows prints every row error and returns a summary error.

@@ -111,7 +111,18 @@ const (
 	SourceToken  Source = "token"  // a service account's API token
 	SourceHost   Source = "host"   // a booting host: boot-side events
 	SourceSystem Source = "system" // the server itself: sweeps, migrations
+	SourceOS     Source = "os"     // a person using the CLI with direct database access on the server's machine ("os:root")
 )
+
+// OSUser is the CLI's identity on paths that open the database directly
+// (bootpilot iso build --from-db): whoever can read the database and the
+// keys is an admin already; the audit trail names their login.
+func OSUser(name string) Identity {
+	if name == "" {
+		name = "unknown"
+	}
+	return Identity{Name: name, Source: SourceOS, Grants: []Grant{{Role: RoleAdmin}}}
+}
 
 // Identity is the caller of a core call, as authenticated by the transport.
 type Identity struct {

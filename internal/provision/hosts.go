@@ -228,14 +228,34 @@ func (c *Core) RotateBootToken(ctx context.Context, cl Caller, name string) (str
 		return "", err
 	}
 	plain, hash := token.New()
-	_, err := c.store.UpdateHost(ctx, name, func(h *host.Host) ([]host.Record, error) {
-		h.TokenHash = hash
-		return []host.Record{cl.record(c.now(), h.Name, auth.RuleFor(auth.OpBootToken).Audit, "boot token rotated; the old one stops working")}, nil
-	})
-	if err != nil {
+	if err := c.setBootToken(ctx, name, hash, cl.record(c.now(), name, auth.RuleFor(auth.OpBootToken).Audit,
+		"boot token rotated; the old one stops working")); err != nil {
 		return "", err
 	}
 	return plain, nil
+}
+
+// StoreBootToken sets host name's boot token by its hash: ISO builds outside
+// the server (bootpilot iso build --from-db) make the token, write the ISO,
+// and only then store the hash here, so a failed build leaves the old ISO
+// working.
+func (c *Core) StoreBootToken(ctx context.Context, cl Caller, name, hash, reason string) error {
+	if _, err := c.authorizeHost(ctx, cl, auth.OpBootToken, name); err != nil {
+		return err
+	}
+	if !hexHashRE.MatchString(hash) {
+		return host.Invalid("token_hash", "must be the SHA-256 of the token as 64 lower-case hex digits")
+	}
+	return c.setBootToken(ctx, name, hash, cl.record(c.now(), name, auth.RuleFor(auth.OpBootToken).Audit, reason))
+}
+
+// setBootToken is the one place a boot token changes.
+func (c *Core) setBootToken(ctx context.Context, name, hash string, rec host.Record) error {
+	_, err := c.store.UpdateHost(ctx, name, func(h *host.Host) ([]host.Record, error) {
+		h.TokenHash = hash
+		return []host.Record{rec}, nil
+	})
+	return err
 }
 
 // HostEvents returns host name's audit trail, newest first.
@@ -436,11 +456,7 @@ func (c *Core) buildISO(ctx context.Context, name string, rec host.Record) ([]by
 	if err := c.opt.ISO(&buf, h, plain); err != nil {
 		return nil, fmt.Errorf("build ISO for %s: %w", h.Name, err)
 	}
-	_, err = c.store.UpdateHost(ctx, h.Name, func(h *host.Host) ([]host.Record, error) {
-		h.TokenHash = hash
-		return []host.Record{rec}, nil
-	})
-	if err != nil {
+	if err := c.setBootToken(ctx, h.Name, hash, rec); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
