@@ -276,7 +276,7 @@ func (d *Dir) userAdd(name, pw string, disabled bool) (string, *ldap.AddRequest)
 		r.Attribute("userAccountControl", []string{uac})
 		return dn, r
 	}
-	dn := fmt.Sprintf("uid=%s,ou=People,%s", name, d.UserBase)
+	dn := fmt.Sprintf("uid=%s,%s", name, d.UserBase)
 	r := ldap.NewAddRequest(dn, nil)
 	r.Attribute("objectClass", []string{"inetOrgPerson"})
 	r.Attribute("uid", []string{name})
