@@ -85,6 +85,7 @@ type Core struct {
 	log    *slog.Logger
 	now    func() time.Time
 	after  []func(host.Host) // run after a committed transition (BMC media eject)
+	bmc    *redfishOps       // BMC operations, media and bulk jobs (EnableBMC; nil: not configured)
 }
 
 // New builds a Core; templates are parsed here, once.
