@@ -48,6 +48,7 @@ access to *
 	by users read
 	by * none
 overlay ppolicy
+ppolicy_default "cn=default,ou=Policies,` + slapdSuffix + `"
 overlay dynlist
 dynlist-attrset groupOfURLs memberURL member+memberOf@groupOfNames*
 `
@@ -130,9 +131,12 @@ func (d *Dir) slapdFixture(svcPW string) string {
 		fmt.Fprintf(&b, "dn: %s\n%s\n\n", dn, strings.Join(lines, "\n"))
 	}
 	entry(slapdSuffix, "objectClass: dcObject", "objectClass: organization", "o: example", "dc: example")
-	for _, ou := range []string{"People", "Groups", "Services"} {
+	for _, ou := range []string{"People", "Groups", "Services", "Policies"} {
 		entry("ou="+ou+","+slapdSuffix, "objectClass: organizationalUnit", "ou: "+ou)
 	}
+	// pwdLockout makes slapd itself refuse a locked account's bind.
+	entry("cn=default,ou=Policies,"+slapdSuffix, "objectClass: organizationalRole", "objectClass: pwdPolicy",
+		"cn: default", "pwdAttribute: userPassword", "pwdLockout: TRUE")
 	entry(d.BindDN, "objectClass: organizationalRole", "objectClass: simpleSecurityObject", "cn: svc-bootpilot", "userPassword: "+svcPW)
 	for _, u := range Users {
 		pw := newPassword()
