@@ -44,6 +44,8 @@ type JobHost struct {
 	Error    string    `json:"error,omitempty"`
 	Started  time.Time `json:"started,omitzero"`
 	Finished time.Time `json:"finished,omitzero"`
+
+	unknown bool // the starter named a host that does not exist or they cannot see; nothing was done
 }
 
 // jobs is the in-memory job registry.
@@ -79,7 +81,7 @@ func (j *jobs) ids() []string {
 
 // snapshot returns a copy of job id with only the hosts keep accepts (nil:
 // all) and counts over those.
-func (j *jobs) snapshot(id string, keep func(string) bool) (Job, bool) {
+func (j *jobs) snapshot(id string, keep func(Job, JobHost) bool) (Job, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	job, ok := j.m[id]
@@ -89,7 +91,7 @@ func (j *jobs) snapshot(id string, keep func(string) bool) (Job, bool) {
 	out := *job
 	out.Hosts = nil
 	for _, h := range job.Hosts {
-		if keep == nil || keep(h.Host) {
+		if keep == nil || keep(*job, h) {
 			out.Hosts = append(out.Hosts, h)
 		}
 	}
@@ -218,6 +220,7 @@ func (c *Core) runJobHost(cl Caller, id string, i int, name string, e host.Event
 		h.Finished = time.Now().UTC()
 		if err != nil {
 			h.Status, h.Error = JobFailed, err.Error()
+			h.unknown = errors.Is(err, errUnknownHost)
 			return
 		}
 		h.Status = JobDone
@@ -232,7 +235,7 @@ func (c *Core) runJobSteps(ctx context.Context, cl Caller, id string, i int, nam
 		if errors.Is(err, host.ErrNotFound) {
 			// The same words for a host that does not exist and one the
 			// caller may not see.
-			return fmt.Errorf("host %s: %w", name, host.ErrNotFound)
+			return fmt.Errorf("host %s: %w", name, errUnknownHost)
 		}
 		return err
 	}
@@ -275,6 +278,24 @@ func (c *Core) flag(ctx context.Context, cl Caller, name string, e host.Event, r
 	return err
 }
 
+// errUnknownHost marks a job host that does not exist or that the job's
+// starter cannot see.
+var errUnknownHost = fmt.Errorf("%w", host.ErrNotFound)
+
+// jobView returns which of a job's hosts cl sees: every host when cl sees
+// every host (nil), else the hosts visible to cl now (one scoped list) and,
+// in the jobs cl started, the names that matched no host cl could see
+// (nothing was done to them; cl typed them).
+func (c *Core) jobView(ctx context.Context, cl Caller) (func(Job, JobHost) bool, error) {
+	visible, err := c.visibleTo(ctx, cl)
+	if err != nil || visible == nil {
+		return nil, err
+	}
+	return func(j Job, h JobHost) bool {
+		return visible(h.Host) || (h.unknown && j.Actor == cl.Actor())
+	}, nil
+}
+
 // visibleTo returns whether a host name is visible to cl now: nil when cl
 // sees every host, else a set from one scoped list.
 func (c *Core) visibleTo(ctx context.Context, cl Caller) (func(string) bool, error) {
@@ -295,15 +316,16 @@ func (c *Core) visibleTo(ctx context.Context, cl Caller) (func(string) bool, err
 }
 
 // GetJob returns bulk job id with its per-host progress. A caller sees a
-// job's hosts as far as they may see the hosts now: the others are left
-// out of Hosts and Counts, and a job with no host visible to the caller is
+// job's hosts as far as they may see the hosts now (the job's starter also
+// sees the names they gave that matched no host they could see): the
+// others are left out of Hosts and Counts, and a job with no host left is
 // host.ErrNotFound. (Which hosts a job holds, and their BMCs and errors,
 // are the hosts' business.)
 func (c *Core) GetJob(ctx context.Context, cl Caller, id string) (Job, error) {
 	if err := cl.Authorize(auth.OpJobGet, nil); err != nil {
 		return Job{}, err
 	}
-	keep, err := c.visibleTo(ctx, cl)
+	keep, err := c.jobView(ctx, cl)
 	if err != nil {
 		return Job{}, err
 	}
@@ -321,7 +343,7 @@ func (c *Core) ListJobs(ctx context.Context, cl Caller) ([]Job, error) {
 	if err := cl.Authorize(auth.OpJobList, nil); err != nil {
 		return nil, err
 	}
-	keep, err := c.visibleTo(ctx, cl)
+	keep, err := c.jobView(ctx, cl)
 	if err != nil {
 		return nil, err
 	}
