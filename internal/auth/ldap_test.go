@@ -76,7 +76,7 @@ func TestAuthenticate(t *testing.T) {
 			wantGrants  []string
 		}{
 			{"alice", "alice", []string{"editor"}},
-			{"ALICE", "alice", []string{"editor"}}, // directories match names case-insensitively; the name is the stored one
+			{"ALICE", "alice", []string{"editor"}},        // directories match names case-insensitively; the name is the stored one
 			{"bob", "bob", []string{"operator@team=lab"}}, // bob → lab-team → bp-lab-ops: nested
 			{"dave", "dave", []string{"auditor"}},
 			{"erin", "erin", nil},
