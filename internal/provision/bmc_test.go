@@ -56,7 +56,10 @@ func newBMCCore(t *testing.T) *bmcCore {
 	t.Helper()
 	db := storetest.Open(t, "sqlite")
 	core, err := provision.New(provision.Options{Store: db, ExternalURL: "https://127.0.0.1:8443", CleanProfile: "agent-clean",
-		ISO: func(w io.Writer, h host.Host, tok string) error { _, err := fmt.Fprintf(w, "ISO %s %s", h.Name, tok); return err }})
+		ISO: func(w io.Writer, h host.Host, tok string) error {
+			_, err := fmt.Fprintf(w, "ISO %s %s", h.Name, tok)
+			return err
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
