@@ -742,3 +742,6 @@ func (s *Service) Audit(ctx context.Context, caller Identity, f AuditFilter) ([]
 	f.Limit = min(f.Limit, s.maxAudit)
 	return s.st.ListEvents(ctx, f)
 }
+
+// SessionTTL is how long a session lasts (for the console cookie).
+func (s *Service) SessionTTL() time.Duration { return s.o.SessionTTL }
