@@ -217,6 +217,17 @@ func TestAuthenticateFailover(t *testing.T) {
 	})
 }
 
+func TestAuthenticateStartTLS(t *testing.T) {
+	eachDirectory(t, func(t *testing.T, d *directorytest.Dir) {
+		c := d.LDAPConfig()
+		c.URLs, c.StartTLS = []string{d.StartTLSURL}, true
+		u, err := mustDirectory(t, d, c).Authenticate(context.Background(), "alice", d.Password("alice"))
+		if err != nil || u.Name != "alice" {
+			t.Fatalf("Authenticate(alice) over StartTLS = %+v, %v; want alice", u, err)
+		}
+	})
+}
+
 // TestAuthenticateUntrustedCA: the pinned CA is the only one trusted.
 func TestAuthenticateUntrustedCA(t *testing.T) {
 	d := directorytest.StartSlapd(t)

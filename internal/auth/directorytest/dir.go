@@ -64,6 +64,7 @@ const (
 type Dir struct {
 	Kind              string // KindOpenLDAP or KindAD
 	URL               string // "ldaps://127.0.0.1:40123"
+	StartTLSURL       string // "ldap://127.0.0.1:40124": the same server over plain LDAP, for StartTLS
 	CAFile            string // the test CA (PEM)
 	BindDN            string // the service account
 	BindPasswordFile  string // its password, mode 0600

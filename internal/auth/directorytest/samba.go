@@ -107,6 +107,7 @@ func startSambaAD(tools sambaPaths) (*Dir, error) {
 	d := &Dir{
 		Kind:              KindAD,
 		URL:               "ldaps://" + ip.String() + ":636",
+		StartTLSURL:       "ldap://" + ip.String() + ":389",
 		BindDN:            "CN=svc-bootpilot,CN=Users," + adBase,
 		BindPasswordFile:  filepath.Join(dir, "bind.pw"),
 		UserBase:          adBase,

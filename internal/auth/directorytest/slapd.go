@@ -81,9 +81,14 @@ func newSlapd(dir, slapd, slapadd string) (*Dir, error) {
 	if err != nil {
 		return nil, err
 	}
+	plainPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	d := &Dir{
 		Kind:              KindOpenLDAP,
 		URL:               fmt.Sprintf("ldaps://127.0.0.1:%d", port),
+		StartTLSURL:       fmt.Sprintf("ldap://127.0.0.1:%d", plainPort),
 		CAFile:            tf.CA,
 		BindDN:            "cn=svc-bootpilot,ou=Services," + slapdSuffix,
 		BindPasswordFile:  filepath.Join(dir, "bind.pw"),
@@ -120,7 +125,7 @@ func newSlapd(dir, slapd, slapadd string) (*Dir, error) {
 	if out, err := exec.Command(slapadd, "-f", confFile, "-l", ldifFile).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("slapadd: %v: %s", err, out)
 	}
-	d.argv = []string{slapd, "-f", confFile, "-h", d.URL + "/", "-d", "0"}
+	d.argv = []string{slapd, "-f", confFile, "-h", d.URL + "/ " + d.StartTLSURL + "/", "-d", "0"}
 	return d, nil
 }
 
