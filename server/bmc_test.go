@@ -35,10 +35,10 @@ const (
 	bmcPass = "Sup3r-S3cret-BMC-pw-never-shown"
 )
 
-// fakeISO is a deterministic stand-in for a host's ISO: a header naming
+// sizedISO is a deterministic stand-in for a host's ISO: a header naming
 // the host and its boot token, then size bytes of pseudo-random data
 // derived from both, so ranged reads that go wrong show up.
-func fakeISO(w io.Writer, h host.Host, tok string, size int) error {
+func sizedISO(w io.Writer, h host.Host, tok string, size int) error {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "BOOTPILOT-TEST-ISO host=%s token=%s\n", h.Name, tok)
 	seed := sha256.Sum256([]byte(h.Name + tok))
@@ -84,7 +84,7 @@ func newRFEnv(t *testing.T, driver string, isoSize int, mutate ...func(*server.O
 	e := newEnv(t, driver, append([]func(*server.Options){func(o *server.Options) {
 		o.Secrets = secretbox.NewKeyring(key)
 		o.MediaKey = bytes.Repeat([]byte("k"), 32)
-		o.ISO = func(w io.Writer, h host.Host, tok string) error { return fakeISO(w, h, tok, isoSize) }
+		o.ISO = func(w io.Writer, h host.Host, tok string) error { return sizedISO(w, h, tok, isoSize) }
 		o.Logger = slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		o.RedfishEndpoint = func(ep *redfish.Endpoint) {
 			ep.RetryBackoff, ep.MaxBackoff, ep.TaskPoll = time.Millisecond, 5*time.Millisecond, time.Millisecond
@@ -274,7 +274,7 @@ func testReimageViaRedfish(t *testing.T, driver string, q bmcsim.Quirks, plainMe
 		t.Fatalf("fetched image is not node01's ISO: %.80q", iso)
 	}
 	var want bytes.Buffer
-	fakeISO(&want, host.Host{Name: "node01"}, string(m[2]), 300<<10+17)
+	sizedISO(&want, host.Host{Name: "node01"}, string(m[2]), 300<<10+17)
 	if !bytes.Equal(iso, want.Bytes()) {
 		t.Fatalf("fetched image (%d bytes) differs from the built one (%d bytes)", len(iso), want.Len())
 	}
