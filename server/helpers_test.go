@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bootpilot/bootpilot/internal/auth"
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/images"
 	"github.com/bootpilot/bootpilot/internal/pki"
@@ -79,6 +80,7 @@ func newEnvDB(tb testing.TB, db *store.DB, mutate ...func(*server.Options)) *env
 		Images: cache, Store: db, PKI: testPKI(), Policy: host.Policy{MaxAttempts: 3, InstallTimeout: time.Hour, CleanTimeout: time.Hour},
 		CleanProfile: "agent-clean", HoldSeconds: 60, AgentAfter: "reboot",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: e.clock.Now,
+		Auth: auth.NewService(db, nil, auth.ServiceOptions{Now: e.clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}),
 	}
 	for _, m := range mutate {
 		m(&o)

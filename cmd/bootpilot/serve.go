@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bootpilot/bootpilot/imagebuilder"
+	"github.com/bootpilot/bootpilot/internal/auth"
 	"github.com/bootpilot/bootpilot/internal/config"
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/images"
@@ -87,8 +88,12 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 	if err != nil {
 		return err
 	}
+	authSvc, err := authService(cfg, db, log)
+	if err != nil {
+		return err
+	}
 	opt := server.Options{
-		Store: db, PKI: bundle, ExternalURL: cfg.ExternalURL, Policy: cfg.Policy(),
+		Store: db, Auth: authSvc, PKI: bundle, ExternalURL: cfg.ExternalURL, Policy: cfg.Policy(),
 		CleanProfile: cfg.CleanProfile, HoldSeconds: cfg.HoldSeconds, AgentAfter: cfg.AgentAfter,
 		ISO: iso, Images: cache, Logger: log,
 		MediaURL: cfg.MediaURL, MediaTTL: cfg.MediaTTL, RedfishConcurrency: cfg.RedfishConcurrency,
@@ -109,6 +114,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 	if mediaLn != nil {
 		go serveMedia(ctx, mediaLn, srv, log)
 	}
+	go housekeeping(ctx, db, cfg.AuditRetention, log)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -243,6 +249,58 @@ func isoBuilder(cfg config.Config, bundle *pki.Bundle, stdout io.Writer, log *sl
 		_, err := b.Build(w, h, tok)
 		return err
 	}, nil
+}
+
+// housekeeping deletes long-expired sessions and, with --audit-retention,
+// audit events older than the retention (the only deletion of audit
+// events), once an hour. Every replica may run it: both are idempotent.
+func housekeeping(ctx context.Context, db *store.DB, retention time.Duration, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := db.DeleteExpiredTokens(ctx, time.Now().Add(-24*time.Hour)); err != nil {
+			log.Warn("housekeeping: delete expired sessions", "err", err)
+		} else if n > 0 {
+			log.Info("housekeeping: expired sessions deleted", "count", n)
+		}
+		if retention > 0 {
+			if n, err := db.PruneEvents(ctx, time.Now().Add(-retention)); err != nil {
+				log.Warn("housekeeping: prune audit events", "err", err)
+			} else if n > 0 {
+				log.Info("housekeeping: audit events past retention deleted", "count", n, "retention", retention)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// authService loads --auth-config (sessions, LDAP/AD, group grants) and
+// builds the operator service. A bad file fails the start with FILE:LINE.
+func authService(cfg config.Config, db *store.DB, log *slog.Logger) (*auth.Service, error) {
+	ac := auth.DefaultConfig()
+	if cfg.AuthConfig != "" {
+		var err error
+		if ac, err = auth.LoadConfig(cfg.AuthConfig); err != nil {
+			return nil, fmt.Errorf("--auth-config: %w", err)
+		}
+	}
+	for _, w := range ac.Warnings() {
+		log.Warn("auth config: " + w)
+	}
+	var dir auth.DirectoryService
+	if ac.LDAP != nil {
+		d, err := auth.NewDirectory(ac.LDAP, ac.Grants)
+		if err != nil {
+			return nil, fmt.Errorf("--auth-config: ldap: %w", err)
+		}
+		dir = d
+		log.Info("directory login enabled", "urls", ac.LDAP.URLs, "grants", len(ac.Grants))
+	}
+	return auth.NewService(db, dir, auth.ServiceOptions{SessionTTL: ac.SessionTTL, PreferLocal: ac.PreferLocal, Logger: log}), nil
 }
 
 // bootstrapAdmin creates the first admin token when the database has none,

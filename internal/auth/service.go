@@ -458,8 +458,11 @@ func (s *Service) Logout(ctx context.Context, bearer string, m Meta) error {
 		return fmt.Errorf("auth: logout: %w", err)
 	}
 	at := s.now()
-	if t.Kind != TokenSession || !t.Active(at) {
+	if !t.Active(at) {
 		return host.ErrUnauthorized
+	}
+	if t.Kind != TokenSession {
+		return host.Invalid("token", "this is an API token, not a session: nothing to log out of (revoke it with bootpilot token revoke, DELETE /api/v1/tokens/%d)", t.ID)
 	}
 	r := rec(t.Owner, RuleFor(OpLogout).Audit, t.Owner, m)
 	if err := s.st.RevokeToken(ctx, t.ID, at, r); err != nil {
@@ -517,7 +520,8 @@ func (s *Service) CreateToken(ctx context.Context, caller Identity, r TokenReque
 		}
 	} else {
 		if caller.Source != SourceLocal && caller.Source != SourceLDAP {
-			return "", Token{}, host.ErrForbidden // personal tokens belong to users
+			// Personal tokens belong to users; a service account has its one token.
+			return "", Token{}, host.Invalid("service", "a service token cannot make personal tokens; an admin makes service tokens with \"service\": true")
 		}
 		if len(grants) == 0 {
 			grants = slices.Clone(caller.Grants)

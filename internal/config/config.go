@@ -42,6 +42,8 @@ type Config struct {
 	ImageMaxSize      int64    // 64 GiB: largest blob fetched or uploaded
 
 	SecretKeyFile      string        // key that seals BMC passwords (bootpilot secret-key init FILE)
+	AuthConfig         string        // "" or /etc/bootpilot/auth.yaml: sessions, LDAP/AD, group grants
+	AuditRetention     time.Duration // 0: keep audit events for ever; else delete older ones
 	MediaListen        string        // "" or ":8081": plain-HTTP listener for media URLs only
 	MediaURL           string        // base URL BMCs fetch media from; default from --media-listen or --external-url
 	MediaTTL           time.Duration // lifetime of a media URL; 0: install timeout + 1h
@@ -87,6 +89,8 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DBCert, "db-cert", c.DBCert, "certificate (PEM) of --db-key")
 	fs.BoolVar(&c.ISOUnsigned, "iso-unsigned", c.ISOUnsigned, "let GET /api/v1/hosts/{name}/iso build unsigned ISOs, for hosts with Secure Boot off (no db key is made or used)")
 	fs.StringVar(&c.SecretKeyFile, "secret-key-file", c.SecretKeyFile, "key file (mode 0600) that encrypts BMC passwords; make one with: bootpilot secret-key init FILE (default: secret.key in --data-dir, made on first start; production keeps it outside, backed up, shared by replicas)")
+	fs.StringVar(&c.AuthConfig, "auth-config", c.AuthConfig, "YAML file: session lifetime, LDAP / Active Directory login and group grants (README: Operators)")
+	fs.DurationVar(&c.AuditRetention, "audit-retention", c.AuditRetention, "delete audit events older than this (e.g. 8760h); 0 keeps them for ever")
 	fs.StringVar(&c.MediaListen, "media-listen", c.MediaListen, "also serve signed media URLs (/media/v1/) over plain HTTP on this address, for BMCs that cannot trust a private CA (the ISO and the boot token inside it travel in clear)")
 	fs.StringVar(&c.MediaURL, "media-url", c.MediaURL, "base URL BMCs fetch media from (default http://<external host>:<media-listen port>, or --external-url)")
 	fs.DurationVar(&c.MediaTTL, "media-ttl", c.MediaTTL, "lifetime of a media URL (default: install timeout + 1h)")
