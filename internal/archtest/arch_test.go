@@ -61,6 +61,12 @@ func TestDependencyDirection(t *testing.T) {
 			if strings.HasPrefix(imp, "github.com/stmcginnis/gofish") && !within(p.ImportPath, "internal/redfish") {
 				t.Errorf("%s imports %s: only internal/redfish may use gofish", p.ImportPath, imp)
 			}
+			if strings.HasPrefix(imp, "github.com/go-ldap/") && !within(p.ImportPath, "internal/auth") {
+				t.Errorf("%s imports %s: only internal/auth may use go-ldap", p.ImportPath, imp)
+			}
+			if within(p.ImportPath, "internal/auth") && (imp == mod+"/internal/provision" || imp == mod+"/internal/store") {
+				t.Errorf("%s imports %s: internal/auth knows no core and no database", p.ImportPath, imp)
+			}
 			if within(p.ImportPath, "internal") && (imp == mod+"/server" || strings.HasPrefix(imp, mod+"/cmd")) {
 				t.Errorf("%s imports %s: dependencies point down (cmd → server → internal)", p.ImportPath, imp)
 			}
