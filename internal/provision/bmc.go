@@ -360,7 +360,8 @@ func viewMedia(m redfish.MediaStatus) *MediaState {
 }
 
 // TestBMC dials host name's BMC and reads its power, Secure Boot, boot
-// override and virtual media state. It changes nothing and writes no event.
+// override and virtual media state. It changes nothing; a test that got
+// through is audited (bmc-test: the stored credentials were used).
 func (c *Core) TestBMC(ctx context.Context, cl Caller, name string) (BMCTest, error) {
 	if _, err := c.authorizeHost(ctx, cl, auth.OpBMCTest, name); err != nil {
 		return BMCTest{}, err
@@ -393,7 +394,12 @@ func (c *Core) TestBMC(ctx context.Context, cl Caller, name string) (BMCTest, er
 		}
 		return nil
 	})
-	return res, err
+	if err != nil {
+		return BMCTest{}, err
+	}
+	c.audit(ctx, cl.record(c.now(), name, auth.RuleFor(auth.OpBMCTest).Audit,
+		fmt.Sprintf("BMC %s answered: power %s", res.BMC, res.PowerState)))
+	return res, nil
 }
 
 // PowerRequest is a power action. It is also the wire type of POST

@@ -192,7 +192,7 @@ func TestBMCAuthorization(t *testing.T) {
 					if _, err := e.core.GetBMC(ctx, e.admin, h); err != nil {
 						t.Errorf("after a refused %s(%s) as %s: GetBMC = %v", c.name, h, cl.Actor(), err)
 					}
-				case c.perm != auth.PermRead && c.name != "TestBMC": // a test only reads
+				case c.perm != auth.PermRead:
 					if ev := e.events(t, h)[0]; ev.Actor != cl.Actor() || ev.RequestID != cl.RequestID || ev.ClientAddr != cl.ClientAddr {
 						t.Errorf("%s(%s) as %s: last event %+v, want its actor, request id and address", c.name, h, cl.Actor(), ev)
 					}
@@ -332,6 +332,15 @@ func TestBulkScoped(t *testing.T) {
 	}
 	if j, _ := e.core.GetJob(ctx, e.admin, job1.ID); len(j.Hosts) != 3 || j.Actor != labOp.Actor() {
 		t.Errorf("job 1 as admin = %+v, want 3 hosts started by %s", j, labOp.Actor())
+	}
+	evs, err := e.db.ListEvents(ctx, store.AuditFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(evs, func(r host.Record) bool {
+		return r.Action == "bulk" && r.Actor == labOp.Actor() && r.RequestID == labOp.RequestID && strings.Contains(r.Reason, job1.ID)
+	}) {
+		t.Errorf("no bulk event for job 1 by %s", labOp.Actor())
 	}
 }
 

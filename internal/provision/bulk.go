@@ -134,7 +134,8 @@ type BulkRequest struct {
 // StartBulk queues a bulk reimage or clean (e) via redfish: each selected
 // host is flagged by the rules of admin events and gets its ISO inserted
 // and a restart, one operation per BMC at a time and a global limit. The
-// job returns at once, every host queued.
+// job returns at once, every host queued; the start is audited (bulk, no
+// host), each host's steps on the host.
 //
 // Only hosts the caller may see are ever touched. A selector by profile
 // and/or state selects among the hosts the caller may bulk-operate (the
@@ -168,6 +169,11 @@ func (c *Core) StartBulk(ctx context.Context, cl Caller, e host.Event, r BulkReq
 		job.Hosts = append(job.Hosts, JobHost{Host: n, Status: JobQueued})
 	}
 	c.bmc.jobs.add(job)
+	why := fmt.Sprintf("bulk job %s: %s via %s, %d hosts", job.ID, e, r.Via, len(names))
+	if r.Reason != "" {
+		why += ": " + r.Reason
+	}
+	c.audit(ctx, cl.record(c.now(), "", auth.RuleFor(auth.OpBulk).Audit, why))
 	for i, n := range names {
 		go c.runJobHost(cl, job.ID, i, n, e, r.Reason)
 	}
