@@ -4,9 +4,9 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/provision"
 )
 
 // BMCSettings is what SetBMC sends (the domain's wire type).
@@ -15,36 +15,16 @@ type BMCSettings = host.BMCSettings
 // BMC is what the server shows of a host's BMC: never the password.
 type BMC = host.BMCInfo
 
-// BMCMedia is the state of a BMC's CD/DVD virtual media slot.
-type BMCMedia struct {
-	Slot         string   `json:"slot"`
-	MediaTypes   []string `json:"media_types"`
-	Inserted     bool     `json:"inserted"`
-	Image        string   `json:"image,omitempty"` // without the URL's signature
-	InsertAction bool     `json:"insert_action"`
-}
+// BMCMedia is the state of a BMC's CD/DVD virtual media slot (the server's
+// wire type).
+type BMCMedia = provision.MediaState
 
-// BMCTest is the answer of TestBMC.
-type BMCTest struct {
-	BMC        string `json:"bmc"`
-	PowerState string `json:"power_state"`
-	SecureBoot *bool  `json:"secure_boot"`
-	Boot       struct {
-		Target  string `json:"target"`
-		Enabled string `json:"enabled"`
-		Mode    string `json:"mode,omitempty"`
-	} `json:"boot"`
-	Media *BMCMedia `json:"media,omitempty"`
-}
+// BMCTest is the answer of TestBMC (the server's wire type).
+type BMCTest = provision.BMCTest
 
 // MediaResult is the answer of InsertMedia and of the Redfish part of
-// reimage/clean via redfish.
-type MediaResult struct {
-	Host       string    `json:"host"`
-	Expires    time.Time `json:"media_expires"`
-	Media      *BMCMedia `json:"media,omitempty"`
-	PowerState string    `json:"power_state,omitempty"`
-}
+// reimage/clean via redfish (the server's wire type).
+type MediaResult = provision.MediaResult
 
 // SetBMC sets host name's BMC endpoint and credentials.
 func (c *Client) SetBMC(ctx context.Context, name string, s BMCSettings) (BMC, error) {
@@ -89,10 +69,8 @@ func (c *Client) EjectMedia(ctx context.Context, name, reason string) error {
 // Power runs a power action ("on", "off", "restart" or "status") through
 // host name's BMC and returns the power state after it.
 func (c *Client) Power(ctx context.Context, name, action, reason string) (string, error) {
-	var out struct {
-		PowerState string `json:"power_state"`
-	}
-	err := c.do(ctx, http.MethodPost, hostPath(name, "power"), nil, map[string]string{"action": action, "reason": reason}, &out)
+	var out provision.PowerResult
+	err := c.do(ctx, http.MethodPost, hostPath(name, "power"), nil, provision.PowerRequest{Action: action, Reason: reason}, &out)
 	return out.PowerState, err
 }
 
@@ -106,59 +84,34 @@ type ViaResult struct {
 // sets a one-time UEFI boot override to the CD and restarts it.
 func (c *Client) ReimageVia(ctx context.Context, name, via string, o ReimageOptions) (ViaResult, error) {
 	var out ViaResult
-	body := struct {
-		ReimageOptions
-		Via string `json:"via"`
-	}{o, via}
-	err := c.do(ctx, http.MethodPost, hostPath(name, "reimage"), nil, body, &out)
+	o.Via = via
+	err := c.do(ctx, http.MethodPost, hostPath(name, "reimage"), nil, o, &out)
 	return out, err
 }
 
 // CleanVia is ReimageVia for a clean.
 func (c *Client) CleanVia(ctx context.Context, name, via string, o CleanOptions) (ViaResult, error) {
 	var out ViaResult
-	body := struct {
-		CleanOptions
-		Via string `json:"via"`
-	}{o, via}
-	err := c.do(ctx, http.MethodPost, hostPath(name, "clean"), nil, body, &out)
+	o.Via = via
+	err := c.do(ctx, http.MethodPost, hostPath(name, "clean"), nil, o, &out)
 	return out, err
 }
 
-// Selector picks hosts for a bulk job: Names, or Profile and/or State.
-type Selector struct {
-	Names   []string   `json:"names,omitempty"`
-	Profile string     `json:"profile,omitempty"`
-	State   host.State `json:"state,omitempty"`
-}
+// Selector picks hosts for a bulk job: Names, or Profile and/or State (the
+// server's wire type).
+type Selector = provision.BulkSelector
 
-// Job is a bulk job and its hosts' progress.
-type Job struct {
-	ID       string         `json:"id"`
-	Action   string         `json:"action"`
-	Via      string         `json:"via"`
-	Actor    string         `json:"actor"`
-	Created  time.Time      `json:"created"`
-	Finished time.Time      `json:"finished,omitzero"`
-	Counts   map[string]int `json:"counts"`
-	Hosts    []JobHost      `json:"hosts"`
-}
+// Job is a bulk job and its hosts' progress (the server's wire type).
+type Job = provision.Job
 
 // JobHost is one host of a Job: queued, running, done or failed.
-type JobHost struct {
-	Host     string    `json:"host"`
-	BMC      string    `json:"bmc,omitempty"`
-	Status   string    `json:"status"`
-	Error    string    `json:"error,omitempty"`
-	Started  time.Time `json:"started,omitzero"`
-	Finished time.Time `json:"finished,omitzero"`
-}
+type JobHost = provision.JobHost
 
 // Bulk starts a bulk "reimage" or "clean" via "redfish" of the hosts sel
 // picks; the server queues it (one operation per BMC, a global limit).
 func (c *Client) Bulk(ctx context.Context, action, via string, sel Selector, reason string) (Job, error) {
 	var out Job
-	body := map[string]any{"selector": sel, "via": via, "reason": reason}
+	body := provision.BulkRequest{Selector: sel, Via: via, Reason: reason}
 	err := c.do(ctx, http.MethodPost, "/api/v1/bulk/"+url.PathEscape(action), nil, body, &out)
 	return out, err
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/provision"
 )
 
 // Default limits. Calls that return JSON are bounded by Client.Timeout;
@@ -106,6 +107,10 @@ type Error struct {
 	// Flag, when set (by a CLI), is how the caller names Field, such as
 	// "--ipv4"; Error shows it in place of the API's field name.
 	Flag string
+
+	// RetryAfter is the server's Retry-After on a 429 or 503 answer (a
+	// throttled login): how long to wait before trying again; 0 when absent.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -237,6 +242,9 @@ func (c *Client) transportError(err error) error {
 func decodeError(resp *http.Response) error {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	e := &Error{Status: resp.StatusCode}
+	if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 0 && n < 86400 {
+		e.RetryAfter = time.Duration(n) * time.Second
+	}
 	var body struct {
 		Error string `json:"error"`
 		Field string `json:"field"`
@@ -268,35 +276,36 @@ func hostPath(name string, parts ...string) string {
 
 func profilePath(name string) string { return "/api/v1/profiles/" + url.PathEscape(name) }
 
-// hostBody is what a create sends: the writable fields of a host (the
-// server refuses read-only ones such as attempt or version), plus the
-// boot-token hash an offline ISO build chose.
-type hostBody struct {
-	Name             string     `json:"name"`
-	MACs             []string   `json:"macs"`
-	IPv4             string     `json:"ipv4"`
-	Gateway          string     `json:"gateway"`
-	DNS              []string   `json:"dns"`
-	IPv6             string     `json:"ipv6,omitempty"`
-	Gateway6         string     `json:"gateway6,omitempty"`
-	VLAN             int        `json:"vlan,omitempty"`
-	Hostname         string     `json:"hostname,omitempty"`
-	Domain           string     `json:"domain,omitempty"`
-	Profile          string     `json:"profile,omitempty"`
-	CleanThenInstall bool       `json:"clean_then_install,omitempty"`
-	State            host.State `json:"state,omitempty"` // "ready" (default) or "discovered"
-	TokenHash        string     `json:"token_hash,omitempty"`
-}
-
-func newHostBody(h host.Host, tokenHash string) hostBody {
-	return hostBody{Name: h.Name, MACs: h.MACs, IPv4: h.IPv4, Gateway: h.Gateway, DNS: h.DNS,
-		IPv6: h.IPv6, Gateway6: h.Gateway6, VLAN: h.VLAN, Hostname: h.Hostname, Domain: h.Domain,
-		Profile: h.Profile, CleanThenInstall: h.CleanThenInstall, State: h.State, TokenHash: tokenHash}
+// newHostBody is what a create sends (provision.NewHost, the server's wire
+// type): the writable fields of a host (the server refuses read-only ones
+// such as attempt or version), its labels, plus the boot-token hash an
+// offline ISO build chose.
+func newHostBody(h host.Host, tokenHash string) provision.NewHost {
+	n := provision.NewHost{Name: h.Name, State: h.State, HostUpdate: provision.HostUpdate{
+		MACs: &h.MACs, IPv4: &h.IPv4, Gateway: &h.Gateway, DNS: &h.DNS, VLAN: &h.VLAN,
+	}}
+	u := &n.HostUpdate
+	for _, f := range []struct {
+		dst **string
+		v   *string
+	}{{&u.IPv6, &h.IPv6}, {&u.Gateway6, &h.Gateway6}, {&u.Hostname, &h.Hostname}, {&u.Domain, &h.Domain},
+		{&u.Profile, &h.Profile}, {&u.TokenHash, &tokenHash}} {
+		if *f.v != "" {
+			*f.dst = f.v
+		}
+	}
+	if h.CleanThenInstall {
+		u.CleanThenInstall = &h.CleanThenInstall
+	}
+	if len(h.Labels) > 0 {
+		u.Labels = &h.Labels
+	}
+	return n
 }
 
 // CreateHost registers h (POST /api/v1/hosts) and returns the stored host.
 // Only the configuration fields of h are sent (name, network, hostname,
-// domain, profile, and state if set); the rest is the server's. An existing
+// domain, profile, labels, and state if set); the rest is the server's. An existing
 // name or MAC gives an error matching host.ErrConflict.
 func (c *Client) CreateHost(ctx context.Context, h host.Host) (host.Host, error) {
 	var out host.Host
@@ -362,18 +371,15 @@ func (c *Client) DeleteHost(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, hostPath(name), nil, nil, nil)
 }
 
-// ReimageOptions are the optional parts of a reimage request.
-type ReimageOptions struct {
-	Profile string `json:"profile,omitempty"` // install this profile (and keep it)
-	Reason  string `json:"reason,omitempty"`  // for the audit event
-}
+// ReimageOptions are the optional parts of a reimage request: Profile
+// (install this profile, and keep it) and Reason (for the audit event). It
+// is the server's wire type, provision.ActionOptions.
+type ReimageOptions = provision.ActionOptions
 
-// CleanOptions are the optional parts of a clean request.
-type CleanOptions struct {
-	Profile     string `json:"profile,omitempty"`      // profile to install afterwards
-	ThenInstall bool   `json:"then_install,omitempty"` // reimage after a successful clean
-	Reason      string `json:"reason,omitempty"`       // for the audit event
-}
+// CleanOptions are the optional parts of a clean request: Profile (to
+// install afterwards), ThenInstall (reimage after a successful clean) and
+// Reason. It is the server's wire type, provision.ActionOptions.
+type CleanOptions = provision.ActionOptions
 
 // Reimage flags the host for an install on its next boot. A host whose state
 // does not allow it gives an error matching host.ErrConflict.
@@ -499,12 +505,8 @@ func (c *Client) Version(ctx context.Context) (VersionInfo, error) {
 	return out, err
 }
 
-// Image is a blob in the server's image cache.
-type Image struct {
-	Digest string `json:"digest"` // "sha256:…"
-	Size   int64  `json:"size"`
-	URL    string `json:"url"` // where hosts fetch it
-}
+// Image is a blob in the server's image cache (the server's wire type).
+type Image = provision.Image
 
 // UploadImage streams r into the server's image cache. It is bounded by ctx
 // only, not by Timeout: images can be large.
