@@ -56,13 +56,14 @@ const (
 // CSV columns. The first five are required.
 var (
 	requiredColumns = []string{"name", "mac", "ipv4", "gateway", "dns"}
-	optionalColumns = []string{"ipv6", "gateway6", "vlan", "profile", "hostname", "domain"}
+	optionalColumns = []string{"ipv6", "gateway6", "vlan", "profile", "hostname", "domain", "labels"}
 )
 
 // ReadCSV reads hosts from a CSV file with a header row. Columns: name, mac,
 // ipv4 (CIDR), gateway, dns, and optionally ipv6 (CIDR), gateway6, vlan,
-// profile, hostname, domain; several MACs or DNS servers are separated by
-// ';'. Lines starting with '#' are comments. A field may hold at most
+// profile, hostname, domain, labels; several MACs or DNS servers are
+// separated by ';', labels are key=value pairs separated by ';'
+// ("team=lab;site=dc1", host.ParseLabels). Lines starting with '#' are comments. A field may hold at most
 // MaxCSVField bytes and a line MaxCSVLine. Every host is normalized; when
 // any row is bad the error is a RowErrors listing all of them, as
 // "hosts.csv:LINE: column: reason", and no hosts are returned. A line that
@@ -217,6 +218,18 @@ func scanCSV(r io.Reader, filename string, dups bool, fn func(Row) error) error 
 				continue
 			}
 			h.VLAN = n
+		}
+		if v := get("labels"); v != "" {
+			l, err := host.ParseLabels(v)
+			if err != nil {
+				var ve *host.ValidationError
+				if errors.As(err, &ve) {
+					err = errors.New(ve.Reason)
+				}
+				bad(line, "labels", "%v", err)
+				continue
+			}
+			h.Labels = l
 		}
 		if err := h.Normalize(); err != nil {
 			var ve *host.ValidationError
