@@ -122,4 +122,3 @@ func (s *Server) installerConfig(c *gin.Context) error {
 	c.Data(http.StatusOK, "text/plain; charset=utf-8", b)
 	return nil
 }
-

@@ -13,15 +13,15 @@ import (
 )
 
 func (s *Server) hostRoutes(api *gin.RouterGroup) {
-	s.handle(api, "POST", "/hosts", auth.OpHostCreate, s.createHost)                 // register a host
-	s.handle(api, "GET", "/hosts", auth.OpHostList, s.listHosts)                     // list, filtered by state/profile, paged by name
-	s.handle(api, "GET", "/hosts/:name", auth.OpHostGet, s.getHost)                  // one host
-	s.handle(api, "PATCH", "/hosts/:name", auth.OpHostUpdate, s.patchHost)           // change network, profile, labels…
-	s.handle(api, "DELETE", "/hosts/:name", auth.OpHostDelete, s.deleteHost)         // forget a host (its events stay)
+	s.handle(api, "POST", "/hosts", auth.OpHostCreate, s.createHost)                  // register a host
+	s.handle(api, "GET", "/hosts", auth.OpHostList, s.listHosts)                      // list, filtered by state/profile, paged by name
+	s.handle(api, "GET", "/hosts/:name", auth.OpHostGet, s.getHost)                   // one host
+	s.handle(api, "PATCH", "/hosts/:name", auth.OpHostUpdate, s.patchHost)            // change network, profile, labels…
+	s.handle(api, "DELETE", "/hosts/:name", auth.OpHostDelete, s.deleteHost)          // forget a host (its events stay)
 	s.handle(api, "POST", "/hosts/:name/boot-token", auth.OpBootToken, s.rotateToken) // new boot token, shown once
-	s.handle(api, "GET", "/hosts/:name/events", auth.OpHostEvents, s.hostEvents)     // audit trail, newest first
-	s.handle(api, "GET", "/hosts/:name/iso", auth.OpHostISO, s.hostISO)              // build the host's ISO with a fresh token
-	s.handle(api, "GET", "/hosts/:name/preview", auth.OpHostPreview, s.hostPreview)  // what the next boot would be served, read-only
+	s.handle(api, "GET", "/hosts/:name/events", auth.OpHostEvents, s.hostEvents)      // audit trail, newest first
+	s.handle(api, "GET", "/hosts/:name/iso", auth.OpHostISO, s.hostISO)               // build the host's ISO with a fresh token
+	s.handle(api, "GET", "/hosts/:name/preview", auth.OpHostPreview, s.hostPreview)   // what the next boot would be served, read-only
 	for _, e := range provision.AdminEvents() {
 		s.handle(api, "POST", "/hosts/:name/"+string(e), provision.OpOf(e), s.hostAction(e)) // lifecycle actions
 	}

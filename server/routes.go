@@ -29,8 +29,8 @@ func (s *Server) routes() *gin.Engine {
 	e.Use(s.requestID, s.observe, s.recover, secureHeaders, s.limitRequest(s.limits()))
 
 	s.handle(e, "GET", "/healthz", auth.OpPublic, func(c *gin.Context) error { c.String(http.StatusOK, "ok\n"); return nil }) // liveness
-	s.handle(e, "GET", "/readyz", auth.OpPublic, s.readyz)                                                                   // database reachable
-	s.handle(e, "GET", "/metrics", auth.OpPublic, wrap(s.metrics.handler()))                                                 // Prometheus
+	s.handle(e, "GET", "/readyz", auth.OpPublic, s.readyz)                                                                    // database reachable
+	s.handle(e, "GET", "/metrics", auth.OpPublic, wrap(s.metrics.handler()))                                                  // Prometheus
 
 	boot := e.Group("/boot/v1")
 	s.handle(boot, "GET", "/script", auth.OpPublic, s.bootScript)                         // iPXE: per-host stage-1 script

@@ -147,6 +147,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	core.EnableBMC(bmcOptions(o)) // BMC operations, media registry, eject after transitions (bmc.go)
 	s := &Server{opt: o, store: o.Store, core: core, log: o.Logger, now: o.Now, csrf: http.NewCrossOriginProtection()}
 	s.metrics = newMetrics(o.Store)
 	s.engine = s.routes()

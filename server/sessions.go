@@ -15,21 +15,23 @@ import (
 )
 
 func (s *Server) sessionRoutes(api *gin.RouterGroup) {
-	s.handle(api, "POST", "/logout", auth.OpLogout, s.logout)                       // end this session
-	s.handle(api, "GET", "/whoami", auth.OpWhoami, s.whoami)                        // the caller and their grants
-	s.handle(api, "POST", "/tokens", auth.OpTokenCreate, s.createToken)             // a personal token (admins: service tokens)
-	s.handle(api, "GET", "/tokens", auth.OpTokenList, s.listTokens)                 // own tokens (admins: ?all=true)
-	s.handle(api, "DELETE", "/tokens/:id", auth.OpTokenRevoke, s.revokeToken)       // revoke one (admins: anyone's)
-	s.handle(api, "POST", "/users", auth.OpUserCreate, s.createUser)                // a local user
-	s.handle(api, "GET", "/users", auth.OpUserList, s.listUsers)                    // local and directory users
-	s.handle(api, "GET", "/users/:source/:name", auth.OpUserGet, s.getUser)         // one user
-	s.handle(api, "PATCH", "/users/:source/:name", auth.OpUserUpdate, s.patchUser)  // password, disabled, grants
+	s.handle(api, "POST", "/logout", auth.OpLogout, s.logout)                        // end this session
+	s.handle(api, "GET", "/whoami", auth.OpWhoami, s.whoami)                         // the caller and their grants
+	s.handle(api, "POST", "/tokens", auth.OpTokenCreate, s.createToken)              // a personal token (admins: service tokens)
+	s.handle(api, "GET", "/tokens", auth.OpTokenList, s.listTokens)                  // own tokens (admins: ?all=true)
+	s.handle(api, "DELETE", "/tokens/:id", auth.OpTokenRevoke, s.revokeToken)        // revoke one (admins: anyone's)
+	s.handle(api, "POST", "/users", auth.OpUserCreate, s.createUser)                 // a local user
+	s.handle(api, "GET", "/users", auth.OpUserList, s.listUsers)                     // local and directory users
+	s.handle(api, "GET", "/users/:source/:name", auth.OpUserGet, s.getUser)          // one user
+	s.handle(api, "PATCH", "/users/:source/:name", auth.OpUserUpdate, s.patchUser)   // password, disabled, grants
 	s.handle(api, "DELETE", "/users/:source/:name", auth.OpUserDelete, s.deleteUser) // delete, revoking their tokens
-	s.handle(api, "GET", "/audit", auth.OpAuditRead, s.audit)                       // the global audit log, newest first; ?format=csv
+	s.handle(api, "GET", "/audit", auth.OpAuditRead, s.audit)                        // the global audit log, newest first; ?format=csv
 }
 
 // meta is the request's audit context for the operator service.
-func meta(c *gin.Context) auth.Meta { return auth.Meta{ClientAddr: c.ClientIP(), RequestID: requestID(c)} }
+func meta(c *gin.Context) auth.Meta {
+	return auth.Meta{ClientAddr: c.ClientIP(), RequestID: requestID(c)}
+}
 
 // identity is the authenticated caller.
 func identity(c *gin.Context) auth.Identity { return caller(c).Identity }

@@ -2,10 +2,10 @@ package provision
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"maps"
 	"slices"
-	"context"
 
 	"github.com/bootpilot/bootpilot/bootscripts"
 	"github.com/bootpilot/bootpilot/internal/auth"
