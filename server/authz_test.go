@@ -106,12 +106,22 @@ func (e *env) doAs(tok, method, path, body, rid string) (int, string) {
 		r = strings.NewReader(body)
 	}
 	req, _ := http.NewRequest(method, e.url+path, r)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
+	if strings.HasPrefix(path, "/api/") {
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+	} else { // the console: the session cookie, a same-origin browser request
+		req.AddCookie(&http.Cookie{Name: "bootpilot_session", Value: tok})
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		if body != "" {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+	}
 	if rid != "" {
 		req.Header.Set("X-Request-ID", rid)
 	}
-	resp, err := e.client.Do(req)
+	noFollow := *e.client
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := noFollow.Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}

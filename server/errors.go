@@ -73,5 +73,10 @@ func (s *Server) fail(c *gin.Context, err error) {
 			"request_id", requestID(c), "err", err)
 		body = errorBody{Error: "internal error (request id " + requestID(c) + ")"}
 	}
+	if c.GetBool("html") {
+		c.Abort()
+		s.console.RenderError(c, code, body.Error)
+		return
+	}
 	c.AbortWithStatusJSON(code, body)
 }

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/bootpilot/bootpilot/server/console"
+
 	"crypto/tls"
 	"net/http"
 	"time"
@@ -97,6 +99,8 @@ func secureHeaders(c *gin.Context) {
 	h.Set("Strict-Transport-Security", "max-age=63072000")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", console.CSP)
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 	c.Next()
 }

@@ -45,6 +45,10 @@ func (s *Server) routes() *gin.Engine {
 	s.profileRoutes(api)
 	s.imageRoutes(e, api)
 	s.bmcRoutes(e, api)
+	s.console.Register(e, func(g gin.IRoutes, method, path string, op auth.Op, h func(*gin.Context) error) {
+		s.handle(g, method, path, op, h)
+	})
+	s.handle(e, "GET", "/", auth.OpPublic, func(c *gin.Context) error { c.Redirect(http.StatusSeeOther, "/hosts"); return nil }) // the console
 	return e
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/images"
 	"github.com/bootpilot/bootpilot/internal/pki"
+	"github.com/bootpilot/bootpilot/server/console"
 	"github.com/bootpilot/bootpilot/internal/provision"
 	"github.com/bootpilot/bootpilot/internal/redfish"
 	"github.com/bootpilot/bootpilot/internal/secretbox"
@@ -116,6 +117,7 @@ type Server struct {
 	engine  *gin.Engine
 	table   []Route // the route table (routes.go)
 	csrf    *http.CrossOriginProtection
+	console *console.Console
 }
 
 // New builds a Server and its core; templates are parsed here, once.
@@ -148,7 +150,11 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	core.EnableBMC(bmcOptions(o)) // BMC operations, media registry, eject after transitions (bmc.go)
-	s := &Server{opt: o, store: o.Store, core: core, log: o.Logger, now: o.Now, csrf: http.NewCrossOriginProtection()}
+	ui, err := console.New(console.Options{Core: core, Auth: o.Auth, Logger: o.Logger, Now: o.Now})
+	if err != nil {
+		return nil, fmt.Errorf("server: console: %w", err)
+	}
+	s := &Server{opt: o, store: o.Store, core: core, log: o.Logger, now: o.Now, csrf: http.NewCrossOriginProtection(), console: ui}
 	s.metrics = newMetrics(o.Store)
 	s.engine = s.routes()
 	return s, nil
