@@ -89,18 +89,52 @@ func (f *clientFlags) json() (bool, error) {
 }
 
 // client builds an API client from flags, environment and defaults:
-// flag, then env, then the files in ./bootpilot-data.
+// flag, then env, then the stored login session (bootpilot login), then the
+// files in ./bootpilot-data. An explicit token (--token, --token-file or
+// their env) wins over the session.
 func (f *clientFlags) client() (*client.Client, error) {
 	if _, err := f.json(); err != nil {
 		return nil, err
 	}
-	server := f.value(cliFlagServer, cliEnvServer, f.server, cliDefaultServer)
-	tok, err := f.adminToken()
+	sess, err := loadSession()
 	if err != nil {
 		return nil, err
 	}
+	server := f.serverURL(sess)
+	tok, err := f.explicitToken()
+	if err != nil {
+		return nil, err
+	}
+	if tok == "" && sess.usable(server) {
+		tok = sess.Token
+		cliMarkCredential(f.cmd, cliCredentialSession)
+	}
+	if tok == "" {
+		if tok, err = f.adminToken(); err != nil {
+			return nil, err
+		}
+	}
+	return f.connect(server, tok, sess)
+}
+
+// serverURL is --server, $BOOTPILOT_SERVER, the stored session's server, or
+// the default.
+func (f *clientFlags) serverURL(sess *cliSession) string {
+	def := cliDefaultServer
+	if sess != nil {
+		def = sess.Server
+	}
+	return f.value(cliFlagServer, cliEnvServer, f.server, def)
+}
+
+// connect builds a client for server with tok (may be empty: login), with
+// the CA of --ca-cert or its env, else the session's, else the data dir's.
+func (f *clientFlags) connect(server, tok string, sess *cliSession) (*client.Client, error) {
 	var caPEM []byte
 	ca := f.value(cliFlagCACert, cliEnvCACert, f.caCert, "")
+	if ca == "" && sess.usable(server) {
+		ca = sess.CACert
+	}
 	if ca == "" {
 		ca = cliDataFile(cliCAFile)
 	}
@@ -118,29 +152,40 @@ func (f *clientFlags) client() (*client.Client, error) {
 	return c, nil
 }
 
-// adminToken returns the admin token: --token, $BOOTPILOT_TOKEN, the file
-// of --token-file or $BOOTPILOT_TOKEN_FILE, else the server's data
-// directory's admin-token.
-func (f *clientFlags) adminToken() (string, error) {
-	tok := f.value(cliFlagToken, cliEnvToken, f.token, "")
-	if tok == "" {
-		file := f.value(cliFlagTokenFile, cliEnvTokenFile, f.tokenFile, "")
-		if file == "" {
-			file = cliDataFile(cliTokenFile)
-		}
-		if file != "" {
-			b, err := os.ReadFile(file)
-			if err != nil {
-				return "", fmt.Errorf("read token file: %w", err)
-			}
-			tok = strings.TrimSpace(string(b))
-			if tok == "" {
-				return "", fmt.Errorf("token file %s is empty", file)
-			}
-		}
+// explicitToken returns --token or $BOOTPILOT_TOKEN, else the file of
+// --token-file or $BOOTPILOT_TOKEN_FILE, else "".
+func (f *clientFlags) explicitToken() (string, error) {
+	if tok := f.value(cliFlagToken, cliEnvToken, f.token, ""); tok != "" {
+		return tok, nil
 	}
+	if file := f.value(cliFlagTokenFile, cliEnvTokenFile, f.tokenFile, ""); file != "" {
+		return cliReadToken(file)
+	}
+	return "", nil
+}
+
+// adminToken returns the explicit token (explicitToken), else the server's
+// data directory's admin-token.
+func (f *clientFlags) adminToken() (string, error) {
+	tok, err := f.explicitToken()
+	if err != nil || tok != "" {
+		return tok, err
+	}
+	if file := cliDataFile(cliTokenFile); file != "" {
+		return cliReadToken(file)
+	}
+	return "", errors.New("no admin token: log in with `bootpilot login`, pass --token-file, set " + cliEnvToken + ", or run next to ./" + cliDataDir)
+}
+
+// cliReadToken reads a token file.
+func cliReadToken(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", errors.New("no admin token: pass --token-file, set " + cliEnvToken + ", or run next to ./" + cliDataDir)
+		return "", fmt.Errorf("token file %s is empty", file)
 	}
 	return tok, nil
 }

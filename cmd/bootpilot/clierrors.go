@@ -15,11 +15,52 @@ import (
 // API's field names become the command's flags ("profile" → "--profile"),
 // JSON bodies in a server's hints become flags, and API routes become the
 // bootpilot commands that call them. The error chain is kept (errors.Is and
-// errors.As see the same errors); only the message changes.
+// errors.As see the same errors); only the message changes. A refused
+// credential (401) or a missing grant (403) gets the next step.
 func cliError(cmd *cobra.Command, err error) error {
 	if cmd == nil || err == nil {
 		return err
 	}
+	return cliAuthHint(cmd, cliRename(cmd, err))
+}
+
+// cliAuthHint adds the next step to a 401 or 403 answer: log in again when
+// the stored session was refused, check the token when a token was, ask an
+// admin when the caller's grants do not allow the command. Errors a command
+// explained itself (login) are left alone.
+func cliAuthHint(cmd *cobra.Command, err error) error {
+	var ce *client.Error
+	if !errors.As(err, &ce) || cmd.Name() == "login" {
+		return err
+	}
+	var hint string
+	switch ce.Status {
+	case 401:
+		if cmd.Root().Annotations[cliCredentialKey] == cliCredentialSession {
+			hint = "your login session has expired or was ended (logout, revoked, user disabled): log in again with `bootpilot login`"
+		} else {
+			hint = "the server refused the API token (unknown, revoked or expired): check --token, --token-file or " +
+				cliEnvToken + ", or log in with `bootpilot login`"
+		}
+	case 403:
+		hint = "your grants do not allow `" + cmd.CommandPath() + "`" + cliForbiddenOn(cmd) +
+			": ask an admin for a role that does (`bootpilot whoami` shows your grants)"
+	default:
+		return err
+	}
+	return &cliRenamedError{msg: err.Error() + "\n" + hint, err: err}
+}
+
+// cliForbiddenOn names the command's argument (a host) in a 403 hint.
+func cliForbiddenOn(cmd *cobra.Command) string {
+	if args := cmd.Flags().Args(); len(args) > 0 && cmd.Parent() != nil && cmd.Parent().Name() == "host" {
+		return " on host " + term(args[0])
+	}
+	return ""
+}
+
+// cliRename is cliError's renaming of fields and routes.
+func cliRename(cmd *cobra.Command, err error) error {
 	var old, repl string
 	var ce *client.Error
 	var ve *host.ValidationError
@@ -131,4 +172,13 @@ func cliStates() string {
 		names[i] = string(s)
 	}
 	return strings.Join(names, ", ")
+}
+
+// cliValidationReason is the reason of a *host.ValidationError in err, or "".
+func cliValidationReason(err error) string {
+	var ve *host.ValidationError
+	if errors.As(err, &ve) {
+		return ve.Reason
+	}
+	return ""
 }

@@ -49,6 +49,8 @@ type hostFields struct {
 	macs, dns                                            []string
 	ipv4, gateway, ipv6, gateway6, profile, name, domain string
 	vlan                                                 int
+	label                                                []string // --label k=v, repeated
+	labels                                               string   // --labels "k=v;k2=v2"
 }
 
 func (hf *hostFields) register(fs *pflag.FlagSet) {
@@ -62,17 +64,52 @@ func (hf *hostFields) register(fs *pflag.FlagSet) {
 	fs.StringVar(&hf.profile, "profile", "", "install profile, like rocky9")
 	fs.StringVar(&hf.name, "hostname", "", "host name of the installed OS (default: the host's name)")
 	fs.StringVar(&hf.domain, "domain", "", "DNS domain, like example.org")
+	fs.StringArrayVar(&hf.label, "label", nil, "label key=value, like team=lab (repeatable; grants select hosts by labels)")
+	fs.StringVar(&hf.labels, "labels", "", `labels as in the CSV column, like "team=lab;site=dc1" ("" with host edit: remove all)`)
+}
+
+// parseLabels returns the labels of --labels and every --label.
+func (hf *hostFields) parseLabels() (host.Labels, error) {
+	all := append([]string{hf.labels}, hf.label...)
+	for _, l := range hf.label {
+		if strings.Contains(l, ";") {
+			return nil, host.Invalid("label", "%q: one key=value per --label (or use --labels \"a=b;c=d\")", host.CleanText(l, 64))
+		}
+	}
+	var parts []string
+	for _, s := range all {
+		if strings.TrimSpace(s) != "" {
+			parts = append(parts, s)
+		}
+	}
+	return host.ParseLabels(strings.Join(parts, ";"))
 }
 
 // host returns the host the flags describe.
-func (hf *hostFields) host(name string) host.Host {
+func (hf *hostFields) host(name string) (host.Host, error) {
+	l, err := hf.parseLabels()
+	if err != nil {
+		return host.Host{}, err
+	}
+	if len(l) == 0 {
+		l = nil
+	}
 	return host.Host{Name: name, MACs: hf.macs, IPv4: hf.ipv4, Gateway: hf.gateway, DNS: hf.dns,
-		IPv6: hf.ipv6, Gateway6: hf.gateway6, VLAN: hf.vlan, Profile: hf.profile, Hostname: hf.name, Domain: hf.domain}
+		IPv6: hf.ipv6, Gateway6: hf.gateway6, VLAN: hf.vlan, Profile: hf.profile, Hostname: hf.name, Domain: hf.domain,
+		Labels: l}, nil
 }
 
 // patch returns the JSON fields of the flags set on the command line.
-func (hf *hostFields) patch(fs *pflag.FlagSet) map[string]any {
+// --label and --labels replace the host's labels.
+func (hf *hostFields) patch(fs *pflag.FlagSet) (map[string]any, error) {
 	p := map[string]any{}
+	if fs.Changed("label") || fs.Changed("labels") {
+		l, err := hf.parseLabels()
+		if err != nil {
+			return nil, err
+		}
+		p["labels"] = l
+	}
 	set := func(flag, field string, v any) {
 		if fs.Changed(flag) {
 			p[field] = v
@@ -88,7 +125,7 @@ func (hf *hostFields) patch(fs *pflag.FlagSet) map[string]any {
 	set("profile", "profile", hf.profile)
 	set("hostname", "hostname", hf.name)
 	set("domain", "domain", hf.domain)
-	return p
+	return p, nil
 }
 
 func newHostAddCmd(f *clientFlags) *cobra.Command {
@@ -99,7 +136,10 @@ func newHostAddCmd(f *clientFlags) *cobra.Command {
 		Short: "Register a host",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h := hf.host(args[0])
+			h, err := hf.host(args[0])
+			if err != nil {
+				return fmt.Errorf("host add %s: %w", args[0], err)
+			}
 			check := h
 			check.MACs, check.DNS = append([]string(nil), h.MACs...), append([]string(nil), h.DNS...)
 			if err := check.Normalize(); err != nil {
@@ -169,10 +209,10 @@ func newHostListCmd(f *clientFlags) *cobra.Command {
 				return cliJSON(out, map[string]any{"hosts": hosts})
 			}
 			tw := cliTable(out)
-			fmt.Fprintln(tw, "NAME\tSTATE\tATTEMPT\tPROFILE\tIPV4\tMACS\tUPDATED")
+			fmt.Fprintln(tw, "NAME\tSTATE\tATTEMPT\tPROFILE\tIPV4\tMACS\tLABELS\tUPDATED")
 			for _, h := range hosts {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", cliCell(h.Name), cliCell(string(h.State)), h.Attempt, cliCell(h.Profile),
-					cliCell(h.IPv4), cliCell(strings.Join(h.MACs, ",")), cliTime(h.UpdatedAt))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", cliCell(h.Name), cliCell(string(h.State)), h.Attempt, cliCell(h.Profile),
+					cliCell(h.IPv4), cliCell(strings.Join(h.MACs, ",")), cliCell(host.FormatLabels(h.Labels)), cliTime(h.UpdatedAt))
 			}
 			return tw.Flush()
 		},
@@ -220,6 +260,7 @@ func cliPrintHost(w io.Writer, h host.Host) {
 		fqdn += "." + h.Domain
 	}
 	row("Hostname", fqdn)
+	row("Labels", host.FormatLabels(h.Labels))
 	if inv := h.Inventory; inv != (host.Inventory{}) {
 		var parts []string
 		for _, kv := range [][2]string{{"mac", inv.MAC}, {"uuid", inv.UUID}, {"serial", inv.Serial},
@@ -306,7 +347,10 @@ func newHostEditCmd(f *clientFlags) *cobra.Command {
 		Short: "Change a host's configuration (only the flags given change)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			patch := hf.patch(cmd.Flags())
+			patch, err := hf.patch(cmd.Flags())
+			if err != nil {
+				return fmt.Errorf("host edit %s: %w", args[0], err)
+			}
 			if len(patch) == 0 {
 				return errors.New("host edit: no field flags given; nothing to change")
 			}
@@ -556,8 +600,8 @@ func hostImportPatch(e hostImportEntry) map[string]any {
 }
 
 // hostNetworkPatch updates an existing host to h's network settings (always,
-// so stale ones are cleared), and hostname, domain and profile when h sets
-// them.
+// so stale ones are cleared), and hostname, domain, profile and labels when
+// h sets them.
 func hostNetworkPatch(e host.Host) map[string]any {
 	p := map[string]any{
 		"macs": e.MACs, "ipv4": e.IPv4, "gateway": e.Gateway, "dns": e.DNS,
@@ -571,6 +615,9 @@ func hostNetworkPatch(e host.Host) map[string]any {
 	}
 	if e.Profile != "" {
 		p["profile"] = e.Profile
+	}
+	if len(e.Labels) > 0 {
+		p["labels"] = e.Labels
 	}
 	return p
 }

@@ -45,6 +45,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.SetVersionTemplate("bootpilot {{.Version}}\n")
 	root.AddCommand(newServeCmd(), newHostCmd(), newProfileCmd(), newISOCmd(),
-		newAgentCmd(), newBMCCmd(), newSecretKeyCmd(), newImageCmd(), newVersionCmd())
+		newAgentCmd(), newBMCCmd(), newSecretKeyCmd(), newImageCmd(), newVersionCmd(),
+		newLoginCmd(), newLogoutCmd(), newWhoamiCmd(), newTokenCmd(), newUserCmd(), newAuditCmd())
 	return root
 }
