@@ -393,6 +393,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Identity, er
 	default:
 		return Identity{}, host.ErrUnauthorized
 	}
+	id.Expires = t.ExpiresAt
 	if at.Sub(t.LastUsedAt) >= s.touchGap {
 		if err := s.st.TouchToken(ctx, t.ID, at); err != nil {
 			s.o.Logger.Warn("token last use not recorded", "token", t.ID, "err", err)
