@@ -275,7 +275,7 @@ func (s *Server) audit(c *gin.Context) error {
 		w.Write([]string{"id", "time", "actor", "client_addr", "request_id", "host", "subject", "event", "from", "to", "attempt", "fields", "reason"})
 		for _, e := range evs {
 			w.Write([]string{strconv.FormatInt(e.ID, 10), e.Time.UTC().Format(time.RFC3339Nano), csvSafe(e.Actor), e.ClientAddr,
-				e.RequestID, e.Host, csvSafe(e.Subject), e.Kind(), string(e.From), string(e.To), strconv.Itoa(e.Attempt),
+				csvSafe(e.RequestID), e.Host, csvSafe(e.Subject), e.Kind(), string(e.From), string(e.To), strconv.Itoa(e.Attempt),
 				fmt.Sprint(e.Fields), csvSafe(e.Reason)})
 		}
 		w.Flush()
@@ -289,8 +289,8 @@ func (s *Server) audit(c *gin.Context) error {
 }
 
 // csvSafe defuses spreadsheet formulas: a cell starting with = + - @ (or a
-// tab/CR) is prefixed with a quote, so an attacker-chosen reason or user
-// name cannot run when an auditor opens the export.
+// tab/CR) is prefixed with a quote, so an attacker-chosen reason, user
+// name or X-Request-ID ("-2-3") cannot run when an auditor opens the export.
 func csvSafe(s string) string {
 	if s != "" && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' || s[0] == '\t' || s[0] == '\r') {
 		return "'" + s
