@@ -55,8 +55,13 @@ type whoamiAnswer struct {
 // login answers POST /api/v1/login: 200 with a session token (also set as
 // an HttpOnly, Secure, SameSite=Strict cookie for the console); the same
 // 401 for a wrong password, an unknown or a disabled user; 429 while
-// throttled; 503 when the directory cannot be reached.
+// throttled; 503 when the directory cannot be reached. A login posted by
+// another site's page is 403 (login CSRF would put the victim's browser in
+// the attacker's session); the CLI sends neither Sec-Fetch-Site nor Origin.
 func (s *Server) login(c *gin.Context) error {
+	if err := s.csrf.Check(c.Request); err != nil {
+		return fmt.Errorf("%w: cross-origin login refused", host.ErrForbidden)
+	}
 	var b loginBody
 	if err := decodeBody(c, &b); err != nil {
 		return err
