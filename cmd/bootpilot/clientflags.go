@@ -174,7 +174,7 @@ func (f *clientFlags) adminToken() (string, error) {
 	if file := cliDataFile(cliTokenFile); file != "" {
 		return cliReadToken(file)
 	}
-	return "", errors.New("no admin token: log in with `bootpilot login`, pass --token-file, set " + cliEnvToken + ", or run next to ./" + cliDataDir)
+	return "", errors.New("not logged in and no admin token: log in with `bootpilot login`, pass --token-file, set " + cliEnvToken + ", or run next to ./" + cliDataDir)
 }
 
 // cliReadToken reads a token file.

@@ -162,8 +162,11 @@ func newLoginCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("login: %w", err)
 			}
-			server := f.value(cliFlagServer, cliEnvServer, f.server, cliDefaultServer)
-			c, err := f.connect(server, "", nil)
+			prev, err := loadSession() // a new login goes to the same server by default
+			if err != nil {
+				return err
+			}
+			c, err := f.connect(f.serverURL(prev), "", prev)
 			if err != nil {
 				return err
 			}
@@ -172,6 +175,9 @@ func newLoginCmd() *cobra.Command {
 				return cliLoginError(err)
 			}
 			ca := f.value(cliFlagCACert, cliEnvCACert, f.caCert, "")
+			if ca == "" && prev.usable(c.Server()) {
+				ca = prev.CACert
+			}
 			if ca == "" {
 				ca = cliDataFile(cliCAFile)
 			}
