@@ -866,3 +866,27 @@ func TestLoginCrossOrigin(t *testing.T) {
 		}
 	}
 }
+
+// TestLoginThrottlingSpellings: a directory matches many spellings of one
+// account (OpenLDAP folds case, fullwidth forms and spaces; AD also takes
+// the user principal name), so the per-user throttle must count them as one
+// name, or each spelling would bring its own free attempts.
+func TestLoginThrottlingSpellings(t *testing.T) {
+	e := newDirEnv(t, store.DriverSQLite, directorytest.StartSlapd(t))
+	pw := e.dir.Password("alice")
+	spellings := []string{"ALICE", "ａｌｉｃｅ", "ＡＬＩＣＥ", " alice", "alice  ", "alice@example.test"}
+	// The premise: this directory takes a fullwidth spelling as alice.
+	if _, w := e.login("127.0.5.1", "ａｌｉｃｅ", pw); w.User != "alice" {
+		t.Fatalf("login ａｌｉｃｅ: user %q, want alice (the directory folds fullwidth forms)", w.User)
+	}
+	for i := range 6 {
+		if r, _ := e.login(fmt.Sprintf("127.0.5.%d", 10+i), "alice", "wrong"); r.code != 401 {
+			t.Fatalf("failure %d = %d %s, want 401", i+1, r.code, r.body)
+		}
+	}
+	for i, name := range spellings {
+		if r, _ := e.login(fmt.Sprintf("127.0.5.%d", 20+i), name, "wrong"); r.code != 429 {
+			t.Errorf("login %q after 6 failures of alice = %d %s, want 429", name, r.code, r.body)
+		}
+	}
+}
