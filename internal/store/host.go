@@ -19,8 +19,22 @@ import (
 type HostFilter struct {
 	State   host.State // only hosts in this state
 	Profile string     // only hosts using this profile
-	After   string     // only hosts whose name sorts after this (a page cursor)
+	After   string     // only hosts whose name sorts after this (a page cursor; name order only)
 	Limit   int        // at most this many; 0: no limit
+	Offset  int        // skip this many first (page by offset, any order)
+
+	// Search keeps the hosts whose name contains it, whose IPv4 address
+	// starts with it, or one of whose MACs starts with it (lower-cased):
+	// "node1", "10.0.2.", "52:54:00:12".
+	Search string
+	// Labels keeps the hosts that have every key=value of it.
+	Labels map[string]string // {"team": "lab"}
+	// UpdatedAfter keeps the hosts changed (updated_at) after it: the
+	// console's live-update deltas.
+	UpdatedAfter time.Time
+	// Sort orders the list: SortName (the default), SortState (then name)
+	// or SortUpdated (most recently changed first, then name).
+	Sort string
 
 	// Scoped restricts the list to the hosts matching at least one of
 	// Scopes, a host matching a scope when it has every key=value of it
@@ -28,6 +42,19 @@ type HostFilter struct {
 	// Scoped with no scopes matches none. Unscoped lists ignore Scopes.
 	Scoped bool
 	Scopes []map[string]string // [{"team":"lab"}, {"site":"dc1","team":"ops"}]
+}
+
+// The orders of a host list (HostFilter.Sort).
+const (
+	SortName    = "name"
+	SortState   = "state"
+	SortUpdated = "updated"
+)
+
+// likeEscape escapes s for a LIKE pattern with ESCAPE '!' (the same on
+// SQLite and MySQL, whose default escape differs).
+func likeEscape(s string) string {
+	return strings.NewReplacer("!", "!!", "%", "!%", "_", "!_").Replace(s)
 }
 
 // normalizeMACs lower-cases macs and drops duplicates, keeping the order.
@@ -256,23 +283,66 @@ func (f HostFilter) where(q *gorm.DB, t string) *gorm.DB {
 	if f.After != "" {
 		q = q.Where(t+".name > ?", f.After)
 	}
+	if f.Search != "" {
+		s := likeEscape(strings.ToLower(strings.TrimSpace(f.Search)))
+		q = q.Where("("+t+".name LIKE ? ESCAPE '!' OR "+t+".ipv4 LIKE ? ESCAPE '!' OR "+
+			"EXISTS (SELECT 1 FROM host_macs hm WHERE hm.host_name = "+t+".name AND hm.mac LIKE ? ESCAPE '!'))",
+			"%"+s+"%", s+"%", s+"%")
+	}
+	if len(f.Labels) > 0 {
+		q = scopeWhere(q, t, []map[string]string{f.Labels})
+	}
+	if !f.UpdatedAfter.IsZero() {
+		q = q.Where(t+".updated_at > ?", utc(f.UpdatedAfter))
+	}
 	if f.Scoped {
 		q = scopeWhere(q, t, f.Scopes)
 	}
 	return q
 }
 
-// ListHosts returns the hosts f selects, ordered by name. Labels are
+// order returns f's ORDER BY clause, or an error for an unknown Sort.
+func (f HostFilter) order() (string, error) {
+	switch f.Sort {
+	case "", SortName:
+		return "name", nil
+	case SortState:
+		if f.After != "" {
+			return "", host.Invalid("after", "the name cursor pages lists sorted by name only")
+		}
+		return "state, name", nil
+	case SortUpdated:
+		if f.After != "" {
+			return "", host.Invalid("after", "the name cursor pages lists sorted by name only")
+		}
+		return "updated_at DESC, name", nil
+	}
+	return "", host.Invalid("sort", "%q is not an order (want name, state or updated)", f.Sort)
+}
+
+// ListHosts returns the hosts f selects, in f's order (by name by
+// default); an unknown Sort, or After with another order than name, is a
+// *host.ValidationError. Labels are
 // filtered in SQL (see HostFilter.Scoped), so pages are full and the After
 // cursor works on scoped lists too.
 func (db *DB) ListHosts(ctx context.Context, f HostFilter) ([]host.Host, error) {
 	if f.Scoped && len(f.Scopes) == 0 {
 		return nil, nil
 	}
+	order, err := f.order()
+	if err != nil {
+		return nil, err
+	}
 	tx := db.read(ctx)
-	q := f.where(tx.Model(&hostRow{}), "hosts").Order("name")
+	q := f.where(tx.Model(&hostRow{}), "hosts").Order(order)
 	if f.Limit > 0 {
 		q = q.Limit(f.Limit)
+	}
+	if f.Offset > 0 {
+		if f.Limit <= 0 {
+			q = q.Limit(1 << 31) // MySQL needs a LIMIT with an OFFSET
+		}
+		q = q.Offset(f.Offset)
 	}
 	var rows []hostRow
 	if err := q.Find(&rows).Error; err != nil {
@@ -453,6 +523,29 @@ func (db *DB) CountHosts(ctx context.Context) (map[host.State]int, error) {
 		return nil, fmt.Errorf("store: count hosts: %w", dbErr(err))
 	}
 	out := make(map[host.State]int, len(rows))
+	for _, r := range rows {
+		out[host.State(r.State)] = r.N
+	}
+	return out, nil
+}
+
+// CountHostStates returns the number of hosts f selects in each state that
+// has any; f's State, After, Limit, Offset and Sort are ignored (the counts
+// at the top of a filtered list, and "all N matching").
+func (db *DB) CountHostStates(ctx context.Context, f HostFilter) (map[host.State]int, error) {
+	out := map[host.State]int{}
+	if f.Scoped && len(f.Scopes) == 0 {
+		return out, nil
+	}
+	f.State, f.After = "", ""
+	var rows []struct {
+		State string
+		N     int
+	}
+	q := f.where(db.read(ctx).Model(&hostRow{}), "hosts")
+	if err := q.Select("hosts.state AS state, COUNT(*) AS n").Group("hosts.state").Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("store: count hosts: %w", dbErr(err))
+	}
 	for _, r := range rows {
 		out[host.State(r.State)] = r.N
 	}

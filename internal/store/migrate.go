@@ -27,6 +27,7 @@ var migrations = []migration{
 	{3, "add bmcs.insecure_plaintext", migrateV3},
 	{4, "add hosts.last_error, events.fields; index hosts.ipv4, hosts.ipv6", migrateV4},
 	{5, "add hosts.labels, host_labels, users; api_tokens for service, personal and session tokens; events.client_addr, events.subject", migrateV5},
+	{6, "index hosts.updated_at (console live updates)", migrateV6},
 }
 
 // LatestSchema is the schema version this build migrates to.
@@ -407,6 +408,27 @@ func migrateV5Tokens(tx *gorm.DB) error {
 	}
 	if err := m.RenameTable("api_tokens_v5", "api_tokens"); err != nil {
 		return fmt.Errorf("rename api_tokens_v5: %w", err)
+	}
+	return nil
+}
+
+// The index of v6, frozen.
+
+type v6HostRow struct {
+	UpdatedAt time.Time `gorm:"precision:6;not null;index:idx_hosts_updated_at"`
+}
+
+func (v6HostRow) TableName() string { return "hosts" }
+
+// migrateV6 indexes hosts.updated_at: the console asks for the hosts
+// changed since its last look every few seconds.
+func migrateV6(tx *gorm.DB) error {
+	m := tx.Migrator()
+	if m.HasIndex(&v6HostRow{}, "idx_hosts_updated_at") {
+		return nil
+	}
+	if err := m.CreateIndex(&v6HostRow{}, "idx_hosts_updated_at"); err != nil {
+		return fmt.Errorf("create index idx_hosts_updated_at: %w", err)
 	}
 	return nil
 }

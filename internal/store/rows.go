@@ -47,7 +47,7 @@ type hostRow struct {
 	Labels       string `gorm:"size:4096;not null;default:''"` // v5: JSON object; also in host_labels
 
 	CreatedAt time.Time `gorm:"precision:6;not null"`
-	UpdatedAt time.Time `gorm:"precision:6;not null"`
+	UpdatedAt time.Time `gorm:"precision:6;not null;index:idx_hosts_updated_at"` // index: v6
 }
 
 func (hostRow) TableName() string { return "hosts" }
