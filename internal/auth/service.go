@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/token"
 )
@@ -202,8 +204,18 @@ func rec(actor, action, subject string, m Meta) host.Record {
 	return host.Record{Actor: actor, Action: action, Subject: subject, ClientAddr: m.ClientAddr, RequestID: m.RequestID}
 }
 
-// loginKey is the throttle key of a user name.
-func loginKey(username string) string { return strings.ToLower(username) }
+// loginKey is the throttle key of a user name. Directories match many
+// spellings of one account (LDAP folds case and compatibility forms such as
+// fullwidth letters and ignores surrounding and repeated spaces; AD also
+// takes the user principal name alice@example.test), so every spelling
+// counts as one name: variants must not multiply the free attempts.
+func loginKey(username string) string {
+	k := strings.Join(strings.Fields(strings.ToLower(norm.NFKC.String(username))), " ")
+	if i := strings.LastIndexByte(k, '@'); i > 0 {
+		k = k[:i]
+	}
+	return k
+}
 
 // unknownActor names an unknown user in the audit log: "unknown:" and the
 // name, cleaned of anything that is not printable and bounded.
