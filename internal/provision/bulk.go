@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,12 +24,14 @@ const (
 	JobFailed  = "failed"
 )
 
-// Job is a bulk reimage or clean through the hosts' BMCs. Jobs live in the
-// memory of the replica that accepted them; finished jobs are kept a day.
+// Job is a bulk reimage, clean or cancel of an explicit list of hosts,
+// through the hosts' BMCs (via redfish) or by flagging only (via ""). Jobs
+// live in the memory of the replica that accepted them; finished jobs are
+// kept a day.
 type Job struct {
 	ID       string         `json:"id"`
-	Action   host.Event     `json:"action"` // "reimage" or "clean"
-	Via      string         `json:"via"`    // "redfish"
+	Action   host.Event     `json:"action"` // "reimage", "clean" or "cancel"
+	Via      string         `json:"via"`    // "redfish", or "": flag only
 	Actor    string         `json:"actor"`  // who started it: "ldap:alice"
 	Created  time.Time      `json:"created"`
 	Finished time.Time      `json:"finished,omitzero"`
@@ -124,18 +127,30 @@ type BulkSelector struct {
 }
 
 // BulkRequest is a bulk job to start. It is also the wire type of POST
-// /api/v1/bulk/{reimage,clean}.
+// /api/v1/bulk/{reimage,clean,cancel}.
 type BulkRequest struct {
 	Selector BulkSelector `json:"selector"`
-	Via      string       `json:"via"`    // "redfish"
+	Via      string       `json:"via"`    // "redfish", or "": flag only
 	Reason   string       `json:"reason"` // for the audit trail
 }
 
-// StartBulk queues a bulk reimage or clean (e) via redfish: each selected
-// host is flagged by the rules of admin events and gets its ISO inserted
-// and a restart, one operation per BMC at a time and a global limit. The
+// BulkEvents lists the events a bulk job can apply.
+func BulkEvents() []host.Event {
+	return []host.Event{host.EventReimage, host.EventClean, host.EventCancel}
+}
+
+// StartBulk queues a bulk job applying e (reimage, clean or cancel) to the
+// selected hosts, by the rules of admin events (Core.admin, as Act). Via
+// "redfish" (reimage and clean only), each host is flagged and gets its
+// ISO inserted and a restart, one operation per BMC at a time and a global
+// limit; via "" each host is only flagged (it acts on its next boot). The
 // job returns at once, every host queued; the start is audited (bulk, no
 // host), each host's steps on the host.
+//
+// The job holds the list of host names the selector resolved to, once,
+// when it starts: a selector by names (the console's frozen confirmation
+// list) is taken as given, in its order, duplicates dropped — never
+// recomputed from a filter.
 //
 // Only hosts the caller may see are ever touched. A selector by profile
 // and/or state selects among the hosts the caller may bulk-operate (the
@@ -149,14 +164,23 @@ func (c *Core) StartBulk(ctx context.Context, cl Caller, e host.Event, r BulkReq
 	if err := cl.Authorize(auth.OpBulk, nil); err != nil {
 		return Job{}, err
 	}
-	if e != host.EventReimage && e != host.EventClean {
+	if !slices.Contains(BulkEvents(), e) {
 		return Job{}, fmt.Errorf("bulk %s: %w", e, host.ErrNotFound)
 	}
-	if r.Via != "redfish" {
-		return Job{}, host.Invalid("via", "%q is not a delivery method (want redfish)", r.Via)
+	switch {
+	case r.Via != "" && r.Via != "redfish":
+		return Job{}, host.Invalid("via", "%q is not a delivery method (want redfish, or nothing to flag only)", r.Via)
+	case r.Via != "" && e == host.EventCancel:
+		return Job{}, host.Invalid("via", "only reimage and clean go via a BMC")
+	case len(r.Reason) > 1000:
+		return Job{}, host.Invalid("reason", "longer than 1000 characters")
+	case c.bmc == nil:
+		return Job{}, ErrNotConfigured{"bulk jobs are not enabled on this server"}
 	}
-	if err := c.readyMedia(); err != nil {
-		return Job{}, err
+	if r.Via != "" {
+		if err := c.readyMedia(); err != nil {
+			return Job{}, err
+		}
 	}
 	names, err := c.selectHosts(ctx, cl, r.Selector)
 	if err != nil {
@@ -169,17 +193,61 @@ func (c *Core) StartBulk(ctx context.Context, cl Caller, e host.Event, r BulkReq
 		job.Hosts = append(job.Hosts, JobHost{Host: n, Status: JobQueued})
 	}
 	c.bmc.jobs.add(job)
-	why := fmt.Sprintf("bulk job %s: %s via %s, %d hosts", job.ID, e, r.Via, len(names))
+	via := r.Via
+	if via == "" {
+		via = "flag only"
+	}
+	why := fmt.Sprintf("bulk job %s: %s via %s, %d hosts (%s)", job.ID, e, via, len(names), nameList(names, 20))
 	if r.Reason != "" {
 		why += ": " + r.Reason
 	}
 	c.audit(ctx, cl.record(c.now(), "", auth.RuleFor(auth.OpBulk).Audit, why))
 	for i, n := range names {
-		go c.runJobHost(cl, job.ID, i, n, e, r.Reason)
+		go c.runJobHost(cl, job.ID, i, n, e, r.Via, r.Reason)
 	}
 	snap, _ := c.bmc.jobs.snapshot(job.ID, nil) // the caller's own selection
 	c.log.Info("bulk job queued", "job", job.ID, "event", e, "hosts", len(names), "actor", cl.Actor(), "request_id", cl.RequestID)
 	return snap, nil
+}
+
+// nameList lists names for a message, at most max of them.
+func nameList(names []string, max int) string {
+	if len(names) <= max {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:max], ", "), len(names)-max)
+}
+
+// BulkNames resolves a host filter, once, to the names of the hosts cl may
+// bulk-operate (the scopes of OpBulk's permission) that match it, in f's
+// order and paging: the explicit list the console shows for confirmation
+// and then starts a job with (BulkSelector.Names). At most limit names
+// are returned (limit > 0); more is a *host.ValidationError.
+func (c *Core) BulkNames(ctx context.Context, cl Caller, f store.HostFilter, limit int) ([]string, error) {
+	if err := cl.Authorize(auth.OpBulk, nil); err != nil {
+		return nil, err
+	}
+	if f.State != "" && !f.State.Valid() {
+		return nil, host.Invalid("state", "%q is not a state", f.State)
+	}
+	f.Scoped, f.Scopes = false, nil
+	scopeHosts(&f, cl.Scopes(auth.RuleFor(auth.OpBulk).Perm))
+	f.Offset = 0
+	if limit > 0 {
+		f.Limit = limit + 1
+	}
+	hs, err := c.store.ListHosts(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	if limit > 0 && len(hs) > limit {
+		return nil, host.Invalid("selector", "selects more than %d hosts; narrow the filter", limit)
+	}
+	names := make([]string, len(hs))
+	for i, h := range hs {
+		names[i] = h.Name
+	}
+	return names, nil
 }
 
 // selectHosts resolves sel to host names (see StartBulk).
@@ -218,10 +286,15 @@ func (c *Core) selectHosts(ctx context.Context, cl Caller, sel BulkSelector) ([]
 
 // runJobHost authorizes cl on one host, flags it and runs its BMC
 // sequence, queued behind its BMC's lock and the global limit.
-func (c *Core) runJobHost(cl Caller, id string, i int, name string, e host.Event, reason string) {
+func (c *Core) runJobHost(cl Caller, id string, i int, name string, e host.Event, via, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Hour)
 	defer cancel()
-	err := c.runJobSteps(ctx, cl, id, i, name, e, reason)
+	var err error
+	if via == "" {
+		err = c.runJobFlag(ctx, cl, id, i, name, e, reason)
+	} else {
+		err = c.runJobSteps(ctx, cl, id, i, name, e, reason)
+	}
 	c.bmc.jobs.update(id, i, func(h *JobHost) {
 		h.Finished = time.Now().UTC()
 		if err != nil {
@@ -260,28 +333,58 @@ func (c *Core) runJobSteps(ctx context.Context, cl Caller, id string, i int, nam
 	return err
 }
 
+// runJobFlag authorizes cl on one host and applies e to it, nothing more
+// (a bulk job via "").
+func (c *Core) runJobFlag(ctx context.Context, cl Caller, id string, i int, name string, e host.Event, reason string) error {
+	if _, err := c.authorizeHost(ctx, cl, auth.OpBulk, name); err != nil {
+		if errors.Is(err, host.ErrNotFound) {
+			return fmt.Errorf("host %s: %w", name, errUnknownHost)
+		}
+		return err
+	}
+	c.bmc.jobs.update(id, i, func(h *JobHost) { h.Status, h.Started = JobRunning, time.Now().UTC() })
+	why := "bulk job " + id
+	if reason != "" {
+		why += ": " + reason
+	}
+	h, changed, err := c.flagHost(ctx, cl, name, e, why)
+	if err != nil {
+		return err
+	}
+	if changed {
+		c.afterTransition(h) // cancel → ready: eject media we inserted
+	}
+	return nil
+}
+
 // flag applies a reimage or clean event to host name by the rules of admin
 // events (Core.admin), authorizing cl for OpBulk on the locked row; a host
 // already flagged stays as it is.
 func (c *Core) flag(ctx context.Context, cl Caller, name string, e host.Event, reason string) error {
+	_, _, err := c.flagHost(ctx, cl, name, e, reason)
+	return err
+}
+
+// flagHost is flag returning the host after it and whether it changed.
+func (c *Core) flagHost(ctx context.Context, cl Caller, name string, e host.Event, reason string) (host.Host, bool, error) {
 	h, err := c.store.GetHost(ctx, name)
 	if err != nil {
-		return err
+		return h, false, err
 	}
 	known, err := c.knownProfiles(ctx, h, "")
 	if err != nil {
-		return err
+		return h, false, err
 	}
-	_, err = c.store.UpdateHost(ctx, name, func(h *host.Host) ([]host.Record, error) {
+	after, err := c.store.UpdateHost(ctx, name, func(h *host.Host) ([]host.Record, error) {
 		if err := cl.Authorize(auth.OpBulk, labelsOf(*h)); err != nil {
 			return nil, err // relabelled meanwhile
 		}
 		return c.admin(h, e, ActionOptions{Reason: reason}, known, cl)
 	})
 	if errors.Is(err, errNoop) {
-		return nil
+		return h, false, nil
 	}
-	return err
+	return after, err == nil, err
 }
 
 // errUnknownHost marks a job host that does not exist or that the job's
