@@ -102,9 +102,9 @@ func TestHostListAndShow(t *testing.T) {
 
 	out := cliMustRun(t, "host", "list")
 	want := "" +
-		"NAME    STATE    ATTEMPT  PROFILE  IPV4          MACS                                 UPDATED\n" +
-		"node01  ready    0        -        10.0.2.15/24  52:54:00:12:34:56,52:54:00:12:34:57  2026-11-22T09:00:00Z\n" +
-		"node02  reimage  0        -        10.0.2.16/24  52:54:00:00:00:02                    2026-11-22T09:00:00Z\n"
+		"NAME    STATE    ATTEMPT  PROFILE  IPV4          MACS                                 LABELS  UPDATED\n" +
+		"node01  ready    0        -        10.0.2.15/24  52:54:00:12:34:56,52:54:00:12:34:57  -       2026-11-22T09:00:00Z\n" +
+		"node02  reimage  0        -        10.0.2.16/24  52:54:00:00:00:02                    -       2026-11-22T09:00:00Z\n"
 	if out != want {
 		t.Errorf("host list =\n%s\nwant\n%s", out, want)
 	}
