@@ -27,6 +27,9 @@ type HostFilter struct {
 	// starts with it, or one of whose MACs starts with it (lower-cased):
 	// "node1", "10.0.2.", "52:54:00:12".
 	Search string
+	// Names keeps the hosts with these names (nil: any name; empty but
+	// not nil: none).
+	Names []string
 	// Labels keeps the hosts that have every key=value of it.
 	Labels map[string]string // {"team": "lab"}
 	// UpdatedAfter keeps the hosts changed (updated_at) after it: the
@@ -282,6 +285,13 @@ func (f HostFilter) where(q *gorm.DB, t string) *gorm.DB {
 	}
 	if f.After != "" {
 		q = q.Where(t+".name > ?", f.After)
+	}
+	if f.Names != nil {
+		if len(f.Names) == 0 {
+			q = q.Where("1 = 0")
+		} else {
+			q = q.Where(t+".name IN ?", f.Names)
+		}
 	}
 	if f.Search != "" {
 		s := likeEscape(strings.ToLower(strings.TrimSpace(f.Search)))

@@ -58,6 +58,8 @@ func TestListHostsSearch(t *testing.T) {
 			{store.HostFilter{Labels: map[string]string{"team": "ops"}}, nil},
 			{store.HostFilter{Labels: map[string]string{"team": "lab"}, State: host.StateFailed}, []string{"web03"}},
 			{store.HostFilter{Search: "web", Labels: map[string]string{"site": "dc1"}, Limit: 1, Offset: 1}, []string{"web02"}},
+			{store.HostFilter{Names: []string{"db02", "web01", "nosuch"}}, []string{"db02", "web01"}},
+			{store.HostFilter{Names: []string{}}, nil},
 			{store.HostFilter{Offset: 4}, []string{"web03", "web04"}},
 			{store.HostFilter{Offset: 2, Limit: 2}, []string{"web01", "web02"}},
 		} {
