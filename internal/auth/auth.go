@@ -51,6 +51,18 @@ var rolePermissions = map[Role][]Permission{
 	RoleAdmin:    {PermRead, PermOperate, PermEdit, PermAudit, PermAdmin},
 }
 
+// Within reports whether every permission of r is also one of o's: a
+// viewer is within an operator, an operator within an admin.
+func (r Role) Within(o Role) bool {
+	for _, p := range rolePermissions[r] {
+		if !o.Has(p) {
+			return false
+		}
+	}
+	_, known := rolePermissions[r]
+	return known
+}
+
 // Has reports whether role r carries permission p.
 func (r Role) Has(p Permission) bool { return slices.Contains(rolePermissions[r], p) }
 
@@ -189,14 +201,15 @@ func (id Identity) Scopes(p Permission) []Selector {
 	return out
 }
 
-// Covers reports whether every grant in want is within what id holds: the
-// same role (or admin) on a selector at least as wide. It is the "no
+// Covers reports whether every grant in want is within what id holds: a
+// role whose permissions are all in a held role's, on a selector at least
+// as wide (an operator may give a token viewer on its hosts). It is the "no
 // escalation" rule for personal tokens.
 func (id Identity) Covers(want []Grant) bool {
 	for _, w := range want {
 		ok := false
 		for _, g := range id.Grants {
-			if (g.Role == w.Role || g.Role == RoleAdmin) && selectorWithin(w.Hosts, g.Hosts) {
+			if w.Role.Within(g.Role) && selectorWithin(w.Hosts, g.Hosts) {
 				ok = true
 				break
 			}

@@ -131,16 +131,16 @@ type TokenRequest struct {
 
 // NewUser is a local user to create.
 type NewUser struct {
-	Name     string  // "bob"
-	Password string  // at least MinPasswordLen characters
-	Grants   []Grant // [{Role: "operator", Hosts: "team=lab"}]
+	Name     string  `json:"name"`     // "bob"
+	Password string  `json:"password"` // at least MinPasswordLen characters
+	Grants   []Grant `json:"grants"`   // [{"role":"operator","hosts":"team=lab"}]
 }
 
 // UserUpdate changes a user; nil fields stay as they are.
 type UserUpdate struct {
-	Password *string  // local users only
-	Disabled *bool    // a disabled user cannot log in; their sessions and tokens stop working
-	Grants   *[]Grant // local users only (directory users get theirs from groups)
+	Password *string  `json:"password,omitempty"` // local users only
+	Disabled *bool    `json:"disabled,omitempty"` // a disabled user cannot log in; their sessions and tokens stop working
+	Grants   *[]Grant `json:"grants,omitempty"`   // local users only (directory users get theirs from groups)
 }
 
 // Service is the operator side of auth: login, sessions and tokens, users
