@@ -22,11 +22,11 @@ import (
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/images"
 	"github.com/bootpilot/bootpilot/internal/pki"
-	"github.com/bootpilot/bootpilot/server/console"
 	"github.com/bootpilot/bootpilot/internal/provision"
 	"github.com/bootpilot/bootpilot/internal/redfish"
 	"github.com/bootpilot/bootpilot/internal/secretbox"
 	"github.com/bootpilot/bootpilot/internal/store"
+	"github.com/bootpilot/bootpilot/server/console"
 )
 
 // Store is what the server needs from the database: the core's needs plus
