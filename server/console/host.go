@@ -97,15 +97,15 @@ func fieldProblem(err error) (field, msg string, ok bool) {
 
 // hostView is a host's page.
 type hostView struct {
-	New     bool // the create form
-	Host    host.Host
-	Labels  map[string]string // never nil (nil means "any host" to .Can)
-	BMC     *host.BMCInfo     // nil: none set, or not readable
-	Events  []host.Record
-	Form    hostForm
-	Errors  map[string]string // form field → problem
-	Flash   string
-	Problem string // an action's refusal, shown at the top
+	New      bool // the create form
+	Host     host.Host
+	Labels   map[string]string // never nil (nil means "any host" to .Can)
+	BMC      *host.BMCInfo     // nil: none set, or not readable
+	Events   []host.Record
+	Form     hostForm
+	Errors   map[string]string // form field → problem
+	Flash    string
+	Problem  string // an action's refusal, shown at the top
 	Profiles []string
 	Actions  []hostAction
 }

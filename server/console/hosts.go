@@ -21,21 +21,21 @@ import (
 func init() {
 	pageRoutes = append(pageRoutes, func(c *Console) []route {
 		return []route{
-			{"GET", "/hosts", auth.OpHostList, c.hostList},             // the host list: search, filters, counts, paging
-			{"GET", "/hosts/changes", auth.OpHostList, c.hostChanges},  // live updates: the listed rows changed since a cursor
-			{"POST", "/hosts/bulk", auth.OpBulk, c.bulkReview},         // resolve a selection once; the confirmation page
-			{"POST", "/hosts/bulk/start", auth.OpBulk, c.bulkStart},    // start a bulk job on the confirmed, frozen list
-			{"GET", "/jobs", auth.OpJobList, c.jobList},                // bulk jobs
-			{"GET", "/jobs/:id", auth.OpJobGet, c.jobPage},             // one job, per-host progress
-			{"GET", "/hosts/:name/live", auth.OpHostGet, c.hostLive},   // live updates of a host page
-			{"GET", "/hosts/:name", auth.OpHostGet, c.hostPage},        // details, edit form, actions, timeline
-			{"POST", "/hosts/:name", auth.OpHostUpdate, c.hostEdit},    // save the edit form
-			{"GET", "/hosts/:name/iso", auth.OpHostISO, c.hostISO},     // download the ISO (rotates the boot token)
-			{"POST", "/hosts/:name/power", auth.OpPower, c.hostPower},  // power on, off, restart through the BMC
+			{"GET", "/hosts", auth.OpHostList, c.hostList},            // the host list: search, filters, counts, paging
+			{"GET", "/hosts/changes", auth.OpHostList, c.hostChanges}, // live updates: the listed rows changed since a cursor
+			{"POST", "/hosts/bulk", auth.OpBulk, c.bulkReview},        // resolve a selection once; the confirmation page
+			{"POST", "/hosts/bulk/start", auth.OpBulk, c.bulkStart},   // start a bulk job on the confirmed, frozen list
+			{"GET", "/jobs", auth.OpJobList, c.jobList},               // bulk jobs
+			{"GET", "/jobs/:id", auth.OpJobGet, c.jobPage},            // one job, per-host progress
+			{"GET", "/hosts/:name/live", auth.OpHostGet, c.hostLive},  // live updates of a host page
+			{"GET", "/hosts/:name", auth.OpHostGet, c.hostPage},       // details, edit form, actions, timeline
+			{"POST", "/hosts/:name", auth.OpHostUpdate, c.hostEdit},   // save the edit form
+			{"GET", "/hosts/:name/iso", auth.OpHostISO, c.hostISO},    // download the ISO (rotates the boot token)
+			{"POST", "/hosts/:name/power", auth.OpPower, c.hostPower}, // power on, off, restart through the BMC
 			{"POST", "/hosts/:name/media/insert", auth.OpMediaIn, c.hostMediaIn},
 			{"POST", "/hosts/:name/media/eject", auth.OpMediaOut, c.hostMediaOut},
-			{"GET", "/hosts/new", auth.OpHostList, c.hostNewPage},      // the create form (the POST checks the permission)
-			{"POST", "/hosts/new", auth.OpHostCreate, c.hostCreate},    // register a host
+			{"GET", "/hosts/new", auth.OpHostList, c.hostNewPage},   // the create form (the POST checks the permission)
+			{"POST", "/hosts/new", auth.OpHostCreate, c.hostCreate}, // register a host
 		}
 	})
 	pageRoutes = append(pageRoutes, func(c *Console) []route {
@@ -404,4 +404,3 @@ func (c *Console) jobPage(g *gin.Context) error {
 	return c.render(g, http.StatusOK, "job", "Job "+j.ID, "jobs", jobView{Job: j,
 		States: []string{provision.JobQueued, provision.JobRunning, provision.JobDone, provision.JobFailed}})
 }
-
