@@ -51,6 +51,7 @@ func (s *Server) limits() map[string]limit {
 		// Image uploads (authenticated before the body is read): the image
 		// cache caps their size.
 		"POST /api/v1/images": {Read: 6 * time.Hour, Write: 6 * time.Hour},
+		"POST /images":        {Read: 6 * time.Hour, Write: 6 * time.Hour}, // the console's upload form
 	}
 }
 

@@ -44,6 +44,7 @@ const (
 	OpHostUpdate  Op = "host.update"
 	OpHostDelete  Op = "host.delete"
 	OpHostImport  Op = "host.import"
+	OpImportPlan  Op = "host.import-plan" // a dry run: what an import would do, nothing stored
 
 	OpHostReimage Op = "host.reimage"
 	OpHostClean   Op = "host.clean"
@@ -105,6 +106,7 @@ var policy = map[Op]Rule{
 	OpHostUpdate:  {PermEdit, ScopeHost, "update"},
 	OpHostDelete:  {PermEdit, ScopeHost, "delete"},
 	OpHostImport:  {PermEdit, ScopeHost, "create"},
+	OpImportPlan:  {PermEdit, ScopeHost, ""},
 
 	OpHostReimage: {PermOperate, ScopeHost, string(host.EventReimage)},
 	OpHostClean:   {PermOperate, ScopeHost, string(host.EventClean)},

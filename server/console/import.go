@@ -25,8 +25,8 @@ import (
 func init() {
 	pageRoutes = append(pageRoutes, func(c *Console) []route {
 		return []route{
-			{"GET", "/import", auth.OpHostImport, c.importPage},          // the CSV upload form
-			{"POST", "/import", auth.OpHostImport, c.importDryRun},       // upload: the dry-run diff, nothing applied
+			{"GET", "/import", auth.OpImportPlan, c.importPage},          // the CSV upload form
+			{"POST", "/import", auth.OpImportPlan, c.importDryRun},       // upload: the dry-run diff, nothing applied
 			{"POST", "/import/apply", auth.OpHostImport, c.importApply},  // apply the dry-run's file: all hosts or none
 			{"POST", "/import/isos", auth.OpHostISO, c.importISOArchive}, // one zip of the imported hosts' ISOs (rotates their boot tokens)
 		}
