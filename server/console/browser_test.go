@@ -495,12 +495,19 @@ func (b *browser) login(user, password string) {
 	b.submit(`form[action="/login"] button[type=submit]`, "/hosts")
 }
 
-// eval evaluates a JavaScript expression and returns its value.
+// typeInto types text into the element sel (a CSS selector).
+func (b *browser) typeInto(sel, text string) {
+	b.t.Helper()
+	b.do(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), text))
+}
+
+// eval evaluates a JavaScript expression and returns its value (a
+// promise's, when it is one).
 func eval[T any](b *browser, js string) T {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
 	if err != nil {
 		b.t.Fatalf("browser: evaluate %s: %v", js, err)
 	}
