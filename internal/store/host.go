@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -25,7 +26,7 @@ type HostFilter struct {
 
 	// Search keeps the hosts whose name contains it, whose IPv4 address
 	// starts with it, or one of whose MACs starts with it (lower-cased):
-	// "node1", "10.0.2.", "52:54:00:12".
+	// "node1", "10.0.2.", "52:54:00:12" (see searchWhere).
 	Search string
 	// Names keeps the hosts with these names (nil: any name; empty but
 	// not nil: none).
@@ -58,6 +59,32 @@ const (
 // SQLite and MySQL, whose default escape differs).
 func likeEscape(s string) string {
 	return strings.NewReplacer("!", "!!", "%", "!%", "_", "!_").Replace(s)
+}
+
+// Search shapes: only what can be (the start of) a MAC or an IPv4 address
+// is looked up as one, by an index range.
+var (
+	macPrefixRE  = regexp.MustCompile(`^[0-9a-f]{1,2}(:[0-9a-f]{0,2}){1,5}$`)
+	ipv4PrefixRE = regexp.MustCompile(`^[0-9]{1,3}(\.[0-9]{0,3}){0,3}$`)
+)
+
+// searchWhere keeps the rows of table t whose name contains s, or (when s
+// looks like one) whose IPv4 address or one of whose MACs starts with s.
+// Prefixes are index ranges [s, s+"~"): '~' sorts after every character
+// of a MAC or an address, on SQLite and MySQL alike.
+func searchWhere(q *gorm.DB, t, s string) *gorm.DB {
+	s = strings.ToLower(strings.TrimSpace(s))
+	ors := []string{t + ".name LIKE ? ESCAPE '!'"}
+	args := []any{"%" + likeEscape(s) + "%"}
+	if macPrefixRE.MatchString(s) {
+		ors = append(ors, t+".name IN (SELECT hm.host_name FROM host_macs hm WHERE hm.mac >= ? AND hm.mac < ?)")
+		args = append(args, s, s+"~")
+	}
+	if ipv4PrefixRE.MatchString(s) {
+		ors = append(ors, "("+t+".ipv4 >= ? AND "+t+".ipv4 < ?)")
+		args = append(args, s, s+"~")
+	}
+	return q.Where("("+strings.Join(ors, " OR ")+")", args...)
 }
 
 // normalizeMACs lower-cases macs and drops duplicates, keeping the order.
@@ -294,10 +321,7 @@ func (f HostFilter) where(q *gorm.DB, t string) *gorm.DB {
 		}
 	}
 	if f.Search != "" {
-		s := likeEscape(strings.ToLower(strings.TrimSpace(f.Search)))
-		q = q.Where("("+t+".name LIKE ? ESCAPE '!' OR "+t+".ipv4 LIKE ? ESCAPE '!' OR "+
-			"EXISTS (SELECT 1 FROM host_macs hm WHERE hm.host_name = "+t+".name AND hm.mac LIKE ? ESCAPE '!'))",
-			"%"+s+"%", s+"%", s+"%")
+		q = searchWhere(q, t, f.Search)
 	}
 	if len(f.Labels) > 0 {
 		q = scopeWhere(q, t, []map[string]string{f.Labels})

@@ -2,12 +2,15 @@ package console
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -202,10 +205,27 @@ func (c *Console) hostListData(g *gin.Context) (hostListView, error) {
 		return v, err
 	}
 	ctx, cl := g.Request.Context(), caller(g)
-	counts, err := c.core.CountHosts(ctx, cl, f)
+	// The counts and the page are independent reads: run them at once.
+	type countsResult struct {
+		m   map[host.State]int
+		err error
+	}
+	countsc := make(chan countsResult, 1)
+	go func() {
+		m, err := c.countHosts(ctx, cl, f)
+		countsc <- countsResult{m, err}
+	}()
+	page := f
+	page.Limit, page.Offset = pageSize, q.Page*pageSize
+	v.Hosts, err = c.core.ListHosts(ctx, cl, page)
+	cr := <-countsc
 	if err != nil {
 		return v, err
 	}
+	if cr.err != nil {
+		return v, cr.err
+	}
+	counts := cr.m
 	for _, s := range allStates {
 		if n := counts[s]; n > 0 || s == host.State(q.State) {
 			v.Counts = append(v.Counts, stateCount{State: s, N: n, URL: q.url("state", string(s))})
@@ -216,21 +236,16 @@ func (c *Console) hostListData(g *gin.Context) (hostListView, error) {
 	if q.State != "" {
 		v.Total = counts[host.State(q.State)]
 	}
-	f.Limit, f.Offset = pageSize, q.Page*pageSize
-	v.Hosts, err = c.core.ListHosts(ctx, cl, f)
-	if err != nil {
-		return v, err
-	}
 	names := make([]string, len(v.Hosts))
 	for i, h := range v.Hosts {
 		names[i] = h.Name
 	}
 	v.Names = strings.Join(names, " ")
-	v.First, v.Last = f.Offset+1, f.Offset+len(v.Hosts)
+	v.First, v.Last = page.Offset+1, page.Offset+len(v.Hosts)
 	if q.Page > 0 {
 		v.Prev = q.url("page", pageParam(q.Page-1))
 	}
-	if f.Offset+len(v.Hosts) < v.Total {
+	if page.Offset+len(v.Hosts) < v.Total {
 		v.Next = q.url("page", pageParam(q.Page+1))
 	}
 	if ps, err := c.core.ListProfiles(ctx, cl); err == nil {
@@ -239,6 +254,66 @@ func (c *Console) hostListData(g *gin.Context) (hostListView, error) {
 		}
 	}
 	return v, nil
+}
+
+// countsTTL is how long state counts are reused for the same filter and
+// grants: counting is a scan of every matching host (≈20 ms at 100,000
+// hosts in SQLite), while the counts only inform; a bulk job's "all N
+// matching" is resolved exactly, once, by BulkNames.
+var countsTTL = 5 * time.Second
+
+// countCache keeps recent state counts by console, filter and grants.
+type countCache struct {
+	mu sync.Mutex
+	m  map[string]countEntry
+}
+
+type countEntry struct {
+	at     time.Time
+	counts map[host.State]int
+}
+
+var counts = countCache{m: map[string]countEntry{}}
+
+// countHosts is Core.CountHosts, reused for countsTTL per filter and
+// caller grants.
+func (c *Console) countHosts(ctx context.Context, cl provision.Caller, f store.HostFilter) (map[host.State]int, error) {
+	if countsTTL <= 0 {
+		return c.core.CountHosts(ctx, cl, f)
+	}
+	key, err := json.Marshal(struct {
+		Console string
+		F       store.HostFilter
+		Grants  []auth.Grant
+	}{fmt.Sprintf("%p", c), f, cl.Grants})
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	counts.mu.Lock()
+	e, ok := counts.m[string(key)]
+	counts.mu.Unlock()
+	if ok && now.Sub(e.at) < countsTTL {
+		return e.counts, nil
+	}
+	m, err := c.core.CountHosts(ctx, cl, f)
+	if err != nil {
+		return nil, err
+	}
+	counts.mu.Lock()
+	defer counts.mu.Unlock()
+	if len(counts.m) >= 1000 {
+		for k, e := range counts.m {
+			if now.Sub(e.at) >= countsTTL {
+				delete(counts.m, k)
+			}
+		}
+		if len(counts.m) >= 1000 {
+			clear(counts.m)
+		}
+	}
+	counts.m[string(key)] = countEntry{at: now, counts: m}
+	return m, nil
 }
 
 // allStates are the states in the order the counts show them.
