@@ -52,15 +52,46 @@ func init() {
 	funcs["hostID"] = func(name string) string { return "host-" + name }
 	funcs["active"] = func(s host.State) bool { return s == host.StateInstalling || s == host.StateCleaning }
 	funcs["pathEscape"] = url.PathEscape
-	funcs["row"] = func(h host.Host, oob, bulk bool) hostRow { return hostRow{H: h, OOB: oob, Bulk: bulk} }
+	funcs["row"] = newHostRow
 }
 
-// hostRow is one row of the host list: swapped in place by live updates
-// (OOB), with a selection box when the caller may start bulk jobs.
+// hostRow is one row of the host list, its text prepared in Go (a page
+// has 100: fewer template calls), swapped in place by live updates (OOB),
+// with a selection box when the caller may start bulk jobs.
 type hostRow struct {
-	H    host.Host
-	OOB  bool
-	Bulk bool
+	Name       string // "node01"
+	ID         string // "host-node01"
+	Href       string // "/hosts/node01"
+	State      string // "installing"
+	StateClass string // "state state-installing"
+	Detail     string // "attempt 1, until 14:05:00" while installing or cleaning
+	Profile    string
+	Labels     string // "site=dc1;team=lab"
+	IPv4       string
+	SeenAt     string // RFC 3339, "" when never booted
+	Seen       string // "5m0s ago"
+	UpdatedAt  string
+	Updated    string
+	OOB        bool
+	Bulk       bool
+}
+
+func newHostRow(h host.Host, oob, bulk bool) hostRow {
+	r := hostRow{Name: h.Name, ID: "host-" + h.Name, Href: "/hosts/" + url.PathEscape(h.Name), State: string(h.State),
+		StateClass: "state state-" + string(h.State), Profile: h.Profile, Labels: host.FormatLabels(h.Labels), IPv4: h.IPv4,
+		OOB: oob, Bulk: bulk}
+	if h.State == host.StateInstalling || h.State == host.StateCleaning {
+		r.Detail = "attempt " + strconv.Itoa(h.Attempt)
+		if !h.Deadline.IsZero() {
+			r.Detail += ", until " + h.Deadline.UTC().Format("15:04:05")
+		}
+	}
+	since := funcs["since"].(func(time.Time) string)
+	if !h.Inventory.SeenAt.IsZero() {
+		r.SeenAt, r.Seen = h.Inventory.SeenAt.UTC().Format(time.RFC3339), since(h.Inventory.SeenAt)
+	}
+	r.UpdatedAt, r.Updated = h.UpdatedAt.UTC().Format(time.RFC3339), since(h.UpdatedAt)
+	return r
 }
 
 // pageSize is the host list's page.
@@ -330,8 +361,9 @@ func cursor(t time.Time) string { return t.Add(-cursorSlack).UTC().Format(time.R
 
 // hostChanges answers GET /hosts/changes?since=CURSOR&names=a+b+c: the
 // rows among names changed after since, each swapped in place (htmx
-// out-of-band), with a new cursor and the state counts; 204 when nothing
-// changed. An idle console costs one indexed lookup per poll.
+// out-of-band), with a new cursor; 204 when nothing changed. The list
+// polls every 10 s: an idle console costs one small request and one
+// indexed lookup per 10 s.
 func (c *Console) hostChanges(g *gin.Context) error {
 	since, err := time.Parse(time.RFC3339Nano, g.Query("since"))
 	if err != nil {
@@ -402,6 +434,9 @@ func (c *Console) bulkReview(g *gin.Context) error {
 	}
 	if v.Via != "" && v.Via != "redfish" {
 		return host.Invalid("via", "%q is not a delivery method", v.Via)
+	}
+	if v.Via != "" && v.Action == string(host.EventCancel) {
+		return host.Invalid("via", "only reimage and clean go via Redfish; cancel just flags")
 	}
 	q, err := parseHostQuery(g.PostForm)
 	if err != nil {

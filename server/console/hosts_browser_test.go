@@ -220,3 +220,36 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+// TestBrowserIdle: an idle host list asks for changes at most once per
+// 10 s, and the answer when nothing changed is empty (204).
+func TestBrowserIdle(t *testing.T) {
+	e := newConsoleEnv(t)
+	e.addHost("node01", "52:54:00:12:34:56", "10.0.2.15/24", nil)
+	e.addUser("vera", auth.Grant{Role: auth.RoleViewer})
+	b := newBrowser(t, e)
+	b.login("vera", testPassword)
+	// The list's cursor re-sends changes of the last 2 s once (a change
+	// stamped before a look but committed after it is not lost): let the
+	// seeding age past that, so the page is truly idle.
+	time.Sleep(2500 * time.Millisecond)
+	b.navigate("/hosts")
+	start := time.Now()
+	time.Sleep(12 * time.Second) // observe a rate: the idle page's own requests over 12 s
+	type entry struct {
+		Name   string  `json:"name"`
+		Status int     `json:"status"`
+		Body   float64 `json:"body"`
+		Start  float64 `json:"start"`
+	}
+	got := eval[[]entry](b, `performance.getEntriesByType("resource").filter(function (e) { return e.name.indexOf("/hosts/changes") >= 0; }).map(function (e) { return {name: e.name, status: e.responseStatus, body: e.encodedBodySize, start: e.startTime}; })`)
+	elapsed := time.Since(start)
+	if max := int(elapsed / (10 * time.Second)); len(got) > max || len(got) == 0 {
+		t.Errorf("idle list made %d change requests in %v, want 1 (every 10 s): %+v", len(got), elapsed.Round(time.Second), got)
+	}
+	for _, r := range got {
+		if r.Status != 204 || r.Body != 0 {
+			t.Errorf("idle change request answered %d with %v bytes, want 204 and none", r.Status, r.Body)
+		}
+	}
+}
