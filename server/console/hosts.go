@@ -49,7 +49,6 @@ func init() {
 		return out
 	})
 	funcs["stateClass"] = func(s host.State) string { return "state state-" + string(s) }
-	funcs["hostID"] = func(name string) string { return "host-" + name }
 	funcs["active"] = func(s host.State) bool { return s == host.StateInstalling || s == host.StateCleaning }
 	funcs["pathEscape"] = url.PathEscape
 	funcs["row"] = newHostRow
