@@ -26,8 +26,9 @@ test: ## every tier: unit, SQLite + MariaDB, firmware (QEMU + OVMF), verifiers
 e2e: ## only the firmware suite
 	$(GO) test -count=1 -timeout 60m -v ./e2e/...
 
-bench: ## benchmarks: boot API over real HTTPS vs a plain Go server, ISO builds vs sbsign+xorriso, store
+bench: ## benchmarks: boot API over real HTTPS vs a plain Go server, console host list vs the JSON API, ISO builds vs sbsign+xorriso, store
 	$(GO) test -run '^$$' -bench BootScript -benchtime 3000x -timeout 60m ./server/
+	$(GO) test -run '^$$' -bench HostList -benchtime 20x -timeout 30m ./server/console/
 	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 30m ./internal/store/
 	sh imagebuilder/bench/bench.sh 1000
 
