@@ -160,7 +160,7 @@ func waitProgress(t *testing.T, s *server, limit time.Duration, detail string) h
 	deadline := time.Now().Add(limit)
 	for {
 		for _, r := range records(t, s) {
-			if r.Actor == "callback" && r.Action == "progress" && r.Reason == detail {
+			if r.Actor == "host:"+r.Host && r.Action == "progress" && r.Reason == detail {
 				return r
 			}
 		}
