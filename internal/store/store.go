@@ -60,17 +60,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := &gorm.Config{
-		Logger:                 logger.Default.LogMode(logger.Silent), // never log SQL: rows carry token hashes
-		NowFunc:                now,
-		TranslateError:         true,
-		SkipDefaultTransaction: true, // every multi-statement write has its own explicit transaction
-		// Prepared statements skip parsing on every boot's queries; the LRU
-		// bounds the cache (IN lists of varying length make new statements).
-		PrepareStmt:        true,
-		PrepareStmtMaxSize: 256,
-		PrepareStmtTTL:     time.Hour,
-	}
+	cfg := gormConfig()
 	var dial gorm.Dialector
 	switch driver {
 	case DriverSQLite:
@@ -120,6 +110,21 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		}
 	}
 	return db, nil
+}
+
+// gormConfig returns the gorm settings of every driver.
+func gormConfig() *gorm.Config {
+	return &gorm.Config{
+		Logger:                 logger.Default.LogMode(logger.Silent), // never log SQL: rows carry token hashes
+		NowFunc:                now,
+		TranslateError:         true,
+		SkipDefaultTransaction: true, // every multi-statement write has its own explicit transaction
+		// Prepared statements skip parsing on every boot's queries; the LRU
+		// bounds the cache (IN lists of varying length make new statements).
+		PrepareStmt:        true,
+		PrepareStmtMaxSize: 256,
+		PrepareStmtTTL:     time.Hour,
+	}
 }
 
 // parseDSN returns the driver and the driver-level connection string for dsn.
