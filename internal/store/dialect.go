@@ -13,6 +13,7 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlserver"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 	"gorm.io/gorm/schema"
 )
 
@@ -55,6 +56,51 @@ func (d msDialector) Migrator(db *gorm.DB) gorm.Migrator {
 	m := d.Dialector.Migrator(db).(sqlserver.Migrator)
 	m.Dialector = d
 	return m
+}
+
+// Initialize sets up gorm's SQL Server dialect, then replaces FOR UPDATE
+// (which T-SQL lacks) by the table hint WITH (UPDLOCK, ROWLOCK): the row
+// stays locked until the transaction ends, as FOR UPDATE does elsewhere.
+func (d msDialector) Initialize(db *gorm.DB) error {
+	if err := d.Dialector.Initialize(db); err != nil {
+		return err
+	}
+	db.ClauseBuilders["FOR"] = func(clause.Clause, clause.Builder) {} // written as a hint by FROM
+	db.ClauseBuilders["FROM"] = msFrom
+	return nil
+}
+
+// msFrom writes a FROM clause with the lock hint of the statement's
+// Locking clause after its first table.
+func msFrom(c clause.Clause, b clause.Builder) {
+	from, _ := c.Expression.(clause.From)
+	b.WriteString("FROM ")
+	if len(from.Tables) > 0 {
+		for i, t := range from.Tables {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteQuoted(t)
+		}
+	} else {
+		b.WriteQuoted(clause.Table{Name: clause.CurrentTable})
+	}
+	if stmt, ok := b.(*gorm.Statement); ok {
+		if lc, ok := stmt.Clauses["FOR"]; ok {
+			if l, ok := lc.Expression.(clause.Locking); ok {
+				switch strings.ToUpper(l.Strength) {
+				case clause.LockingStrengthUpdate:
+					b.WriteString(" WITH (UPDLOCK, ROWLOCK)")
+				case clause.LockingStrengthShare:
+					b.WriteString(" WITH (HOLDLOCK, ROWLOCK)")
+				}
+			}
+		}
+	}
+	for _, j := range from.Joins {
+		b.WriteByte(' ')
+		j.Build(b)
+	}
 }
 
 // DataTypeOf returns the SQL Server type of field.
