@@ -76,7 +76,7 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the SQLite database, CA, certificates and admin token")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTPS listen address")
 	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "URL hosts use to reach this server (default https://<hostname>:<port>); its host goes into the certificate")
-	fs.StringVar(&c.DB, "db", c.DB, "database: empty for SQLite in --data-dir, mysql://user:pass@host:3306/db, or a MySQL DSN")
+	fs.StringVar(&c.DB, "db", c.DB, "database: empty for SQLite in --data-dir, mysql://user:pass@host:3306/db, a MySQL DSN, postgres://user:pass@host:5432/db?sslmode=verify-full, or sqlserver://user:pass@host:1433?database=db")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "install or clean attempts before a host is marked failed")
 	fs.DurationVar(&c.InstallTimeout, "install-timeout", c.InstallTimeout, "deadline of one install attempt")
 	fs.DurationVar(&c.CleanTimeout, "clean-timeout", c.CleanTimeout, "deadline of one clean attempt")

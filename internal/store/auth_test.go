@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -486,22 +485,17 @@ func TestMigrateV5(t *testing.T) {
 	for _, d := range storetest.Drivers {
 		t.Run(d, func(t *testing.T) {
 			dsn := storetest.DSN(t, d)
-			driver, src := "sqlite", strings.TrimPrefix(dsn, "sqlite:")
-			if d == store.DriverMySQL {
-				driver, src = "mysql", dsn
-			}
 			db := storetest.OpenDSN(t, dsn)
 			mustCreate(t, db, testHost("node01", "52:54:00:00:00:01"))
 			db.Close()
-			raw, err := sql.Open(driver, src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
+			raw := rawOpen(t, d, dsn)
 			// Rewind to v4: the v4 api_tokens, no v5 tables or columns.
 			dropIdx, dt := "DROP INDEX idx_events_actor", "datetime" // as gorm makes them
-			if d == store.DriverMySQL {
+			switch d {
+			case store.DriverMySQL:
 				dropIdx, dt = dropIdx+" ON events", "datetime(6)"
+			case store.DriverPostgres:
+				dt = "timestamptz(6)"
 			}
 			for _, q := range []string{
 				"DROP TABLE api_tokens", "DROP TABLE users", "DROP TABLE host_labels", dropIdx,
@@ -513,7 +507,7 @@ func TestMigrateV5(t *testing.T) {
 					t.Fatalf("%s: %v", q, err)
 				}
 			}
-			if _, err := raw.ExecContext(ctx, "INSERT INTO api_tokens (name, hash, role, created_at) VALUES (?, ?, ?, ?)",
+			if _, err := raw.ExecContext(ctx, bindVars(d, "INSERT INTO api_tokens (name, hash, role, created_at) VALUES (?, ?, ?, ?)"),
 				"admin", token.Hash("bootstrap"), "admin", "2026-01-01 00:00:00"); err != nil {
 				t.Fatal(err)
 			}

@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"database/sql"
 	"errors"
 	"strings"
 	"testing"
@@ -130,14 +129,7 @@ func TestMigrateV3(t *testing.T) {
 				t.Fatal(err)
 			}
 			db.Close()
-			driver, src := "sqlite", strings.TrimPrefix(dsn, "sqlite:")
-			if d == store.DriverMySQL {
-				driver, src = "mysql", dsn
-			}
-			raw, err := sql.Open(driver, src)
-			if err != nil {
-				t.Fatal(err)
-			}
+			raw := rawOpen(t, d, dsn)
 			for _, q := range []string{"ALTER TABLE bmcs DROP COLUMN insecure_plaintext", "DELETE FROM schema_migrations WHERE version = 3"} {
 				if _, err := raw.ExecContext(ctx, q); err != nil {
 					t.Fatalf("%s: %v", q, err)

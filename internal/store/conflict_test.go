@@ -1,10 +1,8 @@
 package store_test
 
 import (
-	"database/sql"
 	"errors"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/bootpilot/bootpilot/internal/host"
@@ -122,14 +120,7 @@ func TestMigrateV4(t *testing.T) {
 			db := storetest.OpenDSN(t, dsn)
 			mustCreate(t, db, testHost("node01", "52:54:00:00:00:01"))
 			db.Close()
-			driver, src := "sqlite", strings.TrimPrefix(dsn, "sqlite:")
-			if d == store.DriverMySQL {
-				driver, src = "mysql", dsn
-			}
-			raw, err := sql.Open(driver, src)
-			if err != nil {
-				t.Fatal(err)
-			}
+			raw := rawOpen(t, d, dsn)
 			drop := []string{"DROP INDEX idx_hosts_ipv4", "DROP INDEX idx_hosts_ipv6"}
 			if d == store.DriverMySQL {
 				drop = []string{"DROP INDEX idx_hosts_ipv4 ON hosts", "DROP INDEX idx_hosts_ipv6 ON hosts"}

@@ -42,10 +42,18 @@ func (schemaMigrationRow) TableName() string { return "schema_migrations" }
 
 // migrate applies pending migrations. Replicas starting together are
 // serialized: on SQLite by running everything in one immediate (write-locked)
-// transaction, on MySQL by the named lock bootpilot_migrate.
+// transaction, on PostgreSQL and SQL Server (whose DDL is transactional) by
+// one transaction holding a transaction-scoped lock (pg_advisory_xact_lock,
+// sp_getapplock), on MySQL by the named lock bootpilot_migrate.
 func (db *DB) migrate(ctx context.Context) error {
-	if db.driver == DriverSQLite {
+	switch db.driver {
+	case DriverSQLite:
 		if err := db.write(ctx, func(tx *gorm.DB) error { return applyMigrations(tx) }); err != nil {
+			return fmt.Errorf("store: migrate: %w", err)
+		}
+		return nil
+	case DriverPostgres, DriverSQLServer:
+		if err := db.migrateTx(ctx); err != nil {
 			return fmt.Errorf("store: migrate: %w", err)
 		}
 		return nil
@@ -355,10 +363,15 @@ func migrateV5(tx *gorm.DB) error {
 			}
 		}
 	}
-	if tx.Dialector.Name() == "mysql" {
-		// Actors are "SOURCE:NAME" with names of up to 255 characters
-		// (SQLite does not enforce lengths).
-		if err := tx.Exec("ALTER TABLE events MODIFY actor varchar(255) NOT NULL").Error; err != nil {
+	// Actors are "SOURCE:NAME" with names of up to 255 characters
+	// (SQLite does not enforce lengths).
+	widen := map[string]string{
+		"mysql":     "ALTER TABLE events MODIFY actor varchar(255) NOT NULL",
+		"postgres":  `ALTER TABLE events ALTER COLUMN actor TYPE varchar(255) COLLATE "C"`,
+		"sqlserver": "ALTER TABLE events ALTER COLUMN actor nvarchar(255) NOT NULL",
+	}[tx.Dialector.Name()]
+	if widen != "" {
+		if err := tx.Exec(widen).Error; err != nil {
 			return fmt.Errorf("widen events.actor: %w", err)
 		}
 	}

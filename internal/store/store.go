@@ -14,14 +14,18 @@ import (
 	"github.com/glebarez/sqlite"
 	mysqldrv "github.com/go-sql-driver/mysql"
 	"gorm.io/driver/mysql"
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlserver"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
 
 // The drivers Driver reports.
 const (
-	DriverSQLite = "sqlite"
-	DriverMySQL  = "mysql"
+	DriverSQLite    = "sqlite"
+	DriverMySQL     = "mysql"
+	DriverPostgres  = "postgres"
+	DriverSQLServer = "sqlserver"
 )
 
 // DB is bootpilot's database. It is safe for concurrent use.
@@ -43,32 +47,32 @@ type DB struct {
 //     ".sqlite": SQLite with WAL, a busy timeout and immediate transactions;
 //     the database and its -wal and -shm files are made mode 0600;
 //   - "mysql://user:pass@host:3306/db?params": MySQL or MariaDB;
-//   - a go-sql-driver DSN such as "user:pass@tcp(host:3306)/db?params".
+//   - a go-sql-driver DSN such as "user:pass@tcp(host:3306)/db?params";
+//   - "postgres://user:pass@host:5432/db?sslmode=…" (or postgresql://):
+//     PostgreSQL;
+//   - "sqlserver://user:pass@host:1433?database=db": SQL Server (wired and
+//     SQL-checked, not run against a server).
 //
-// MySQL connections always use parseTime, UTC and utf8mb4.
+// MySQL connections always use parseTime, UTC and utf8mb4; PostgreSQL
+// sessions use the UTC time zone.
 func Open(ctx context.Context, dsn string) (*DB, error) {
 	driver, conn, err := parseDSN(dsn)
 	if err != nil {
 		return nil, err
 	}
-	cfg := &gorm.Config{
-		Logger:                 logger.Default.LogMode(logger.Silent), // never log SQL: rows carry token hashes
-		NowFunc:                now,
-		TranslateError:         true,
-		SkipDefaultTransaction: true, // every multi-statement write has its own explicit transaction
-		// Prepared statements skip parsing on every boot's queries; the LRU
-		// bounds the cache (IN lists of varying length make new statements).
-		PrepareStmt:        true,
-		PrepareStmtMaxSize: 256,
-		PrepareStmtTTL:     time.Hour,
-	}
+	cfg := gormConfig()
 	var dial gorm.Dialector
-	if driver == DriverSQLite {
+	switch driver {
+	case DriverSQLite:
 		if err := createSQLiteFile(sqlitePath(conn)); err != nil {
 			return nil, err
 		}
 		dial = sqlite.Open(conn)
-	} else {
+	case DriverPostgres:
+		dial = pgDialector{*postgres.New(postgres.Config{DSN: conn}).(*postgres.Dialector)}
+	case DriverSQLServer:
+		dial = msDialector{*sqlserver.New(sqlserver.Config{DSN: conn}).(*sqlserver.Dialector)}
+	default:
 		dial = mysql.New(mysql.Config{DSN: conn})
 	}
 	gdb, err := gorm.Open(dial, cfg)
@@ -108,6 +112,21 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	return db, nil
 }
 
+// gormConfig returns the gorm settings of every driver.
+func gormConfig() *gorm.Config {
+	return &gorm.Config{
+		Logger:                 logger.Default.LogMode(logger.Silent), // never log SQL: rows carry token hashes
+		NowFunc:                now,
+		TranslateError:         true,
+		SkipDefaultTransaction: true, // every multi-statement write has its own explicit transaction
+		// Prepared statements skip parsing on every boot's queries; the LRU
+		// bounds the cache (IN lists of varying length make new statements).
+		PrepareStmt:        true,
+		PrepareStmtMaxSize: 256,
+		PrepareStmtTTL:     time.Hour,
+	}
+}
+
 // parseDSN returns the driver and the driver-level connection string for dsn.
 func parseDSN(dsn string) (driver, conn string, err error) {
 	switch {
@@ -115,6 +134,18 @@ func parseDSN(dsn string) (driver, conn string, err error) {
 		return "", "", host.Invalid("db", "no database given")
 	case strings.HasPrefix(dsn, "sqlite:"):
 		return sqliteDSN(strings.TrimPrefix(dsn, "sqlite:"))
+	case strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://"):
+		c, err := postgresURL(dsn)
+		if err != nil {
+			return "", "", err
+		}
+		return DriverPostgres, c, nil
+	case strings.HasPrefix(dsn, "sqlserver://"):
+		c, err := sqlserverURL(dsn)
+		if err != nil {
+			return "", "", err
+		}
+		return DriverSQLServer, c, nil
 	case strings.HasPrefix(dsn, "mysql://"):
 		c, err := mysqlURL(dsn)
 		if err != nil {
@@ -126,7 +157,7 @@ func parseDSN(dsn string) (driver, conn string, err error) {
 	}
 	cfg, err := mysqldrv.ParseDSN(dsn)
 	if err != nil {
-		return "", "", host.Invalid("db", "%s is neither sqlite:PATH, a .db file, mysql://… nor a MySQL DSN", redact(dsn))
+		return "", "", host.Invalid("db", "%s is neither sqlite:PATH, a .db file, mysql://…, postgres://…, sqlserver://… nor a MySQL DSN", redact(dsn))
 	}
 	return DriverMySQL, mysqlConfig(cfg).FormatDSN(), nil
 }
@@ -253,11 +284,12 @@ func (db *DB) CheckWrite(ctx context.Context) error {
 	return nil
 }
 
-// Driver returns "sqlite" or "mysql".
+// Driver returns "sqlite", "mysql", "postgres" or "sqlserver".
 func (db *DB) Driver() string { return db.driver }
 
 // now is the store's clock: UTC, truncated to the microseconds both SQLite
-// and MySQL's datetime(6) keep, so a value reads back exactly as written.
+// MySQL's datetime(6), PostgreSQL's timestamptz(6) and SQL Server's
+// datetimeoffset(6) keep, so a value reads back exactly as written.
 func now() time.Time { return utc(time.Now()) }
 
 func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
@@ -276,6 +308,9 @@ func dbErr(err error) error {
 	if errors.As(err, &me) && me.Number == 1062 {
 		return host.ErrConflict
 	}
+	if isUniqueViolation(err) {
+		return host.ErrConflict
+	}
 	if strings.Contains(err.Error(), "UNIQUE constraint failed") {
 		return host.ErrConflict
 	}
@@ -283,12 +318,16 @@ func dbErr(err error) error {
 }
 
 // retryable reports whether a transaction failed only because of lock
-// contention (MySQL deadlock or lock wait timeout, SQLite busy) and can be
+// contention (MySQL or SQL Server deadlock or lock wait timeout, PostgreSQL
+// deadlock or serialization failure, SQLite busy) and can be
 // run again as a whole.
 func retryable(err error) bool {
 	var me *mysqldrv.MySQLError
 	if errors.As(err, &me) {
 		return me.Number == 1213 || me.Number == 1205
+	}
+	if retryableServer(err) {
+		return true
 	}
 	s := err.Error()
 	return strings.Contains(s, "database is locked") || strings.Contains(s, "SQLITE_BUSY")

@@ -156,7 +156,9 @@ func (db *DB) UpsertDirectoryUser(ctx context.Context, u auth.User) (auth.User, 
 			n.Disabled, n.PasswordHash = false, ""
 			n.CreatedAt, n.UpdatedAt = t, t
 			nrow := toUserRow(n)
-			err = dbErr(tx.Create(&nrow).Error)
+			// In a savepoint: on PostgreSQL a failed statement aborts
+			// the whole transaction, and the row is read again below.
+			err = dbErr(tx.Transaction(func(tx *gorm.DB) error { return tx.Create(&nrow).Error }))
 			if err == nil {
 				out = nrow.toUser()
 				return nil

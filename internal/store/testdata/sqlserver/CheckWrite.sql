@@ -1,0 +1,2 @@
+SELECT MAX(version) FROM "schema_migrations";
+-- error: store: write check sqlserver: dry run mode unsupported;

@@ -1,0 +1,1 @@
+SELECT count(*) FROM "api_tokens" WHERE kind = @p1;

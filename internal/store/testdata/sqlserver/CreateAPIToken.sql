@@ -1,0 +1,1 @@
+INSERT INTO "api_tokens" ("name","kind","owner","grants","expires_at","last_used_at","revoked_at","created_by","created_at","hash") OUTPUT INSERTED."id" VALUES (@p1,@p2,@p3,@p4,@p5,@p6,@p7,@p8,@p9,@p10);

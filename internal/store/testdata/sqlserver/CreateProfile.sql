@@ -1,0 +1,1 @@
+INSERT INTO "profiles" ("name","kernel","initrds","cmdline","installer","config","flip_on_serve","image","image_sha256","target_disk","clean_method","created_at","updated_at") VALUES (@p1,@p2,@p3,@p4,@p5,@p6,@p7,@p8,@p9,@p10,@p11,@p12,@p13);

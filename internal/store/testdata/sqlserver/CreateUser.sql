@@ -1,0 +1,2 @@
+INSERT INTO "users" ("source","name","grants","disabled","dn","password_hash","checked_at","created_at","updated_at") OUTPUT INSERTED."id" VALUES (@p1,@p2,@p3,@p4,@p5,@p6,@p7,@p8,@p9);
+INSERT INTO "events" ("host_name","actor","event","action","from_state","to_state","attempt","fields","reason","request_id","client_addr","subject","time") OUTPUT INSERTED."id" VALUES (@p1,@p2,@p3,@p4,@p5,@p6,@p7,@p8,@p9,@p10,@p11,@p12,@p13);

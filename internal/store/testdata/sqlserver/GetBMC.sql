@@ -1,0 +1,1 @@
+SELECT * FROM "bmcs" WHERE host_name = @p1 ORDER BY "host_name" OFFSET 0 ROW FETCH NEXT 1 ROWS ONLY;

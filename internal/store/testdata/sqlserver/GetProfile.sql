@@ -1,0 +1,1 @@
+SELECT * FROM "profiles" WHERE name = @p1 ORDER BY "name" OFFSET 0 ROW FETCH NEXT 1 ROWS ONLY;

@@ -1,0 +1,1 @@
+SELECT * FROM "users" WHERE source = @p1 AND name = @p2 ORDER BY "id" OFFSET 0 ROW FETCH NEXT 1 ROWS ONLY;

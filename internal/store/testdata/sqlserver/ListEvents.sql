@@ -1,0 +1,1 @@
+SELECT * FROM "events" WHERE actor = @p1 AND host_name = @p2 ORDER BY id DESC OFFSET 0 ROW FETCH NEXT 10 ROWS ONLY;

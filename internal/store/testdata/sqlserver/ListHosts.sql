@@ -1,0 +1,1 @@
+SELECT * FROM "hosts" WHERE hosts.state = @p1 AND hosts.profile = @p2 AND hosts.name > @p3 AND ((hosts.name LIKE @p4 ESCAPE '!' OR (hosts.ipv4 >= @p5 AND hosts.ipv4 < @p6))) AND (((EXISTS (SELECT 1 FROM host_labels hl WHERE hl.host_name = hosts.name AND hl.label_key = @p7 AND hl.label_value = @p8)))) AND hosts.updated_at > @p9 ORDER BY name OFFSET 0 ROW FETCH NEXT 50 ROWS ONLY;

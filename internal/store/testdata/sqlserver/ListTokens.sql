@@ -1,0 +1,1 @@
+SELECT * FROM "api_tokens" WHERE owner = @p1 AND kind IN (@p2) ORDER BY id;

@@ -1,0 +1,1 @@
+SELECT * FROM "bmcs" WITH (UPDLOCK, ROWLOCK) ORDER BY host_name ;
