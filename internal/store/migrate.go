@@ -28,6 +28,7 @@ var migrations = []migration{
 	{4, "add hosts.last_error, events.fields; index hosts.ipv4, hosts.ipv6", migrateV4},
 	{5, "add hosts.labels, host_labels, users; api_tokens for service, personal and session tokens; events.client_addr, events.subject", migrateV5},
 	{6, "index hosts.updated_at (console live updates)", migrateV6},
+	{7, "create jobs, job_hosts, media (bulk jobs and published media shared by replicas)", migrateV7},
 }
 
 // LatestSchema is the schema version this build migrates to.
@@ -444,4 +445,52 @@ func migrateV6(tx *gorm.DB) error {
 		return fmt.Errorf("create index idx_hosts_updated_at: %w", err)
 	}
 	return nil
+}
+
+// The tables of v7, frozen.
+
+type v7JobRow struct {
+	ID          string     `gorm:"primaryKey;size:32"`
+	Action      string     `gorm:"size:16;not null"`
+	Via         string     `gorm:"size:16;not null"`
+	Actor       string     `gorm:"size:255;not null"`
+	Replica     string     `gorm:"size:128;not null;index:idx_jobs_replica"`
+	CreatedAt   time.Time  `gorm:"precision:6;not null"`
+	HeartbeatAt time.Time  `gorm:"precision:6;not null"`
+	FinishedAt  *time.Time `gorm:"precision:6;index:idx_jobs_finished_at"`
+}
+
+func (v7JobRow) TableName() string { return "jobs" }
+
+type v7JobHostRow struct {
+	JobID       string     `gorm:"primaryKey;size:32"`
+	Seq         int        `gorm:"primaryKey;autoIncrement:false"`
+	HostName    string     `gorm:"size:63;not null"`
+	BMC         string     `gorm:"column:bmc;size:2048;not null"`
+	Status      string     `gorm:"size:16;not null"`
+	Error       string     `gorm:"column:error_text;type:text;not null"`
+	UnknownHost bool       `gorm:"not null"`
+	StartedAt   *time.Time `gorm:"precision:6"`
+	FinishedAt  *time.Time `gorm:"precision:6"`
+}
+
+func (v7JobHostRow) TableName() string { return "job_hosts" }
+
+type v7MediaRow struct {
+	HostName  string    `gorm:"primaryKey;size:63"`
+	PubID     string    `gorm:"size:64;not null"`
+	Data      []byte    `gorm:"not null"`
+	ETag      string    `gorm:"column:etag;size:128;not null"`
+	ModTime   time.Time `gorm:"precision:6;not null"`
+	ExpiresAt time.Time `gorm:"precision:6;not null;index:idx_media_expires_at"`
+}
+
+func (v7MediaRow) TableName() string { return "media" }
+
+// migrateV7 creates jobs and job_hosts (bulk jobs and their per-host
+// progress, with the replica running each job and its heartbeat) and media
+// (each host's published ISO), so that any replica lists jobs and serves
+// media.
+func migrateV7(tx *gorm.DB) error {
+	return createMissing(tx, &v7JobRow{}, &v7JobHostRow{}, &v7MediaRow{})
 }
