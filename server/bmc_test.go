@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -13,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -264,9 +266,16 @@ func testReimageViaRedfish(t *testing.T, driver string, q bmcsim.Quirks, plainMe
 	mediaURL := cd.Image
 	// The BMC read the host's ISO, built with the token now stored.
 	iso := bmc.lastFetch(t)
+	// The ISO is published in the database (any replica serves it), never
+	// as a file in MediaDir.
+	if u, err := url.Parse(cd.Image); err != nil {
+		t.Error(err)
+	} else if m, err := e.db.GetMedia(context.Background(), "node01", u.Query().Get("id")); err != nil || !bytes.Equal(m.Data, iso) {
+		t.Errorf("published media row: %v, same bytes %v", err, bytes.Equal(m.Data, iso))
+	}
 	if mediaDir != "" {
-		if b, err := os.ReadFile(filepath.Join(mediaDir, "node01.iso")); err != nil || !bytes.Equal(b, iso) {
-			t.Errorf("media file: %v, same bytes %v", err, bytes.Equal(b, iso))
+		if files, _ := filepath.Glob(filepath.Join(mediaDir, "*")); len(files) != 0 {
+			t.Errorf("media files written: %v", files)
 		}
 	}
 	m := isoHeaderRE.FindSubmatch(iso)
@@ -328,6 +337,11 @@ func testReimageViaRedfish(t *testing.T, driver string, q bmcsim.Quirks, plainMe
 	}
 	if code, _ := get(t, mediaHTTP, mediaURL); code != 404 {
 		t.Error("media still served after eject")
+	}
+	if u, err := url.Parse(mediaURL); err == nil {
+		if _, err := e.db.GetMedia(context.Background(), "node01", u.Query().Get("id")); !errors.Is(err, host.ErrNotFound) {
+			t.Errorf("media row after eject: %v, want ErrNotFound", err)
+		}
 	}
 
 	// Audit trail: every step, with actor and request id, no secrets.

@@ -39,9 +39,24 @@ type BMCOptions struct {
 	MediaKey    []byte                  // HMAC key of media URLs, ≥ 32 bytes
 	MediaURL    string                  // base of media URLs, "http://10.0.0.5:8081"; "": Options.ExternalURL
 	MediaTTL    time.Duration           // media URL lifetime; 0: install timeout + 1h
-	MediaDir    string                  // where published ISOs are kept as files; "": in memory
+	MediaDir    string                  // ignored since schema v7: published ISOs live in the database
 	Concurrency int                     // BMC operations at once, all BMCs; 0: 50
 	Endpoint    func(*redfish.Endpoint) // optional tuning of every BMC endpoint (tests)
+
+	// Shared keeps bulk jobs and published media; nil: Options.Store,
+	// when it implements SharedStore.
+	Shared SharedStore
+	// Replica names this replica in the jobs it runs; "": the host name
+	// and a random suffix.
+	Replica string
+	// JobLease is how long a job's replica may go without a heartbeat
+	// before the sweep of any replica fails the job's unfinished hosts;
+	// 0: 2 minutes. Running jobs heartbeat every JobLease/4.
+	JobLease time.Duration
+	// Context is the replica's lifetime (nil: forever): when it ends, the
+	// jobs running here stop, without recording anything more, and their
+	// heartbeats stop, as when the replica dies.
+	Context context.Context
 }
 
 // EnableBMC configures the BMC operations and registers the media eject
@@ -61,23 +76,35 @@ func (c *Core) EnableBMC(o BMCOptions) {
 	if o.MediaTTL <= 0 {
 		o.MediaTTL = c.opt.Policy.InstallTimeout + time.Hour
 	}
-	c.bmc = &redfishOps{opt: o, bmcs: o.BMCs, media: newMediaRegistry(c.now, o.MediaDir),
-		slots: make(chan struct{}, o.Concurrency), locks: map[string]chan struct{}{}, jobs: newJobs()}
+	if o.Shared == nil {
+		o.Shared, _ = c.store.(SharedStore)
+	}
+	if o.Replica == "" {
+		o.Replica = replicaName()
+	}
+	if o.JobLease <= 0 {
+		o.JobLease = 2 * time.Minute
+	}
+	if o.Context == nil {
+		o.Context = context.Background()
+	}
+	c.bmc = &redfishOps{opt: o, bmcs: o.BMCs, shared: o.Shared,
+		slots: make(chan struct{}, o.Concurrency), locks: map[string]chan struct{}{}}
 	c.warnPlainMedia(o)
 	c.OnTransition(c.ejectAfter)
 }
 
-// redfishOps holds the BMC operations' state: published media, the per-BMC
-// locks, the global concurrency limit and bulk jobs (all in memory).
+// redfishOps holds the BMC operations' state: the store of bulk jobs and
+// published media (shared by replicas), and this replica's per-BMC locks
+// and global concurrency limit (in memory).
 type redfishOps struct {
-	opt   BMCOptions
-	bmcs  BMCStore
-	media *mediaRegistry
-	slots chan struct{} // global concurrency limit
+	opt    BMCOptions
+	bmcs   BMCStore
+	shared SharedStore
+	slots  chan struct{} // global concurrency limit
 
 	mu    sync.Mutex
 	locks map[string]chan struct{} // per-BMC lock, keyed by scheme://host:port
-	jobs  *jobs
 }
 
 var (
@@ -132,6 +159,9 @@ func (c *Core) readyMedia() error {
 	}
 	if len(c.bmc.opt.MediaKey) < mediaurl.MinKeyLen {
 		return errNoMediaKey
+	}
+	if c.bmc.shared == nil {
+		return errNoSharedStore
 	}
 	return nil
 }
@@ -223,7 +253,7 @@ func (c *Core) DeleteBMC(ctx context.Context, cl Caller, name string) error {
 	if err := c.bmc.bmcs.DeleteBMC(ctx, name, cl.record(c.now(), name, auth.RuleFor(auth.OpBMCDelete).Audit, "")); err != nil {
 		return err
 	}
-	c.bmc.media.drop(name)
+	c.unpublish(ctx, name)
 	return nil
 }
 
@@ -539,14 +569,14 @@ func (c *Core) provisionBMC(ctx context.Context, cl Caller, name string, boot bo
 		if err != nil {
 			return err
 		}
-		u, exp, err := c.publish(name, data)
+		u, exp, err := c.publish(ctx, name, data)
 		if err != nil {
 			return err
 		}
 		res.Expires = exp
 		step = "insert virtual media"
 		if err := rc.InsertMedia(ctx, u); err != nil {
-			c.bmc.media.drop(name)
+			c.unpublish(ctx, name)
 			return err
 		}
 		why := fmt.Sprintf("ISO inserted as virtual media through %s (URL valid until %s)", rc.BMC(), exp.Format(time.RFC3339))
@@ -591,10 +621,10 @@ func (c *Core) provisionBMC(ctx context.Context, cl Caller, name string, boot bo
 }
 
 // publish keeps data as host name's media and returns its signed URL.
-func (c *Core) publish(name string, data []byte) (string, time.Time, error) {
+func (c *Core) publish(ctx context.Context, name string, data []byte) (string, time.Time, error) {
 	o := c.bmc
 	exp := c.now().Add(o.opt.MediaTTL).Truncate(time.Second)
-	id, err := o.media.put(name, data, exp)
+	id, err := c.publishMedia(ctx, name, data, exp)
 	if err != nil {
 		return "", exp, err
 	}
@@ -606,7 +636,7 @@ func (c *Core) publish(name string, data []byte) (string, time.Time, error) {
 // answers at all), ejects the virtual media and, with clearBoot, disables
 // the boot override; the step is audited.
 func (c *Core) eject(ctx context.Context, cl Caller, name string, clearBoot bool, reason string) error {
-	unpublish := func() { c.bmc.media.drop(name) }
+	unpublish := func() { c.unpublish(ctx, name) }
 	step := "connect to the BMC"
 	err := c.dialDo(ctx, name, unpublish, func(rc *redfish.Client) error {
 		step = "eject virtual media"

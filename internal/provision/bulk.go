@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -18,16 +19,18 @@ import (
 
 // Job statuses of one host in a bulk job.
 const (
-	JobQueued  = "queued"  // waiting for its BMC or a global slot
-	JobRunning = "running" // the BMC sequence runs
-	JobDone    = "done"
-	JobFailed  = "failed"
+	JobQueued  = store.JobQueued  // "queued": waiting for its BMC or a global slot
+	JobRunning = store.JobRunning // "running": the BMC sequence runs
+	JobDone    = store.JobDone    // "done"
+	JobFailed  = store.JobFailed  // "failed"
 )
 
 // Job is a bulk reimage, clean or cancel of an explicit list of hosts,
 // through the hosts' BMCs (via redfish) or by flagging only (via ""). Jobs
-// live in the memory of the replica that accepted them; finished jobs are
-// kept a day.
+// and their hosts' progress live in the database (SharedStore), so every
+// replica lists them; the replica that accepted a job runs it, and when it
+// stops, the sweep of any replica fails the job's unfinished hosts.
+// Finished jobs are kept a day.
 type Job struct {
 	ID       string         `json:"id"`
 	Action   host.Event     `json:"action"` // "reimage", "clean" or "cancel"
@@ -51,71 +54,92 @@ type JobHost struct {
 	unknown bool // the starter named a host that does not exist or they cannot see; nothing was done
 }
 
-// jobs is the in-memory job registry.
-type jobs struct {
-	mu sync.Mutex
-	m  map[string]*Job
-}
+// JobAbandoned is the error of a job's unfinished hosts once the replica
+// running the job stopped heartbeating.
+const JobAbandoned = "the server running this job stopped; re-run the job"
 
-func newJobs() *jobs { return &jobs{m: map[string]*Job{}} }
+// jobKeep is how long finished jobs are kept.
+const jobKeep = 24 * time.Hour
 
-// add registers job, forgetting jobs finished more than a day ago.
-func (j *jobs) add(job *Job) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for id, old := range j.m {
-		if !old.Finished.IsZero() && time.Since(old.Finished) > 24*time.Hour {
-			delete(j.m, id)
+// viewJob converts a stored job, keeping only the hosts keep accepts (nil:
+// all) and counting those.
+func viewJob(sj store.Job, keep func(Job, JobHost) bool) Job {
+	j := Job{ID: sj.ID, Action: host.Event(sj.Action), Via: sj.Via, Actor: sj.Actor, Created: sj.Created, Finished: sj.Finished}
+	for _, h := range sj.Hosts {
+		jh := JobHost{Host: h.Host, BMC: h.BMC, Status: h.Status, Error: h.Error, Started: h.Started, Finished: h.Finished, unknown: h.Unknown}
+		if keep == nil || keep(j, jh) {
+			j.Hosts = append(j.Hosts, jh)
 		}
 	}
-	j.m[job.ID] = job
+	j.Counts = map[string]int{JobQueued: 0, JobRunning: 0, JobDone: 0, JobFailed: 0}
+	for _, h := range j.Hosts {
+		j.Counts[h.Status]++
+	}
+	return j
 }
 
-// ids lists the jobs' ids.
-func (j *jobs) ids() []string {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	out := make([]string, 0, len(j.m))
-	for id := range j.m {
-		out = append(out, id)
+// updateJobHost changes host i of job id by fn in the database; a failure
+// is logged (the host's own audit trail has its steps).
+func (c *Core) updateJobHost(id string, i int, fn func(h *store.JobHost)) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.bmc.shared.UpdateJobHost(ctx, id, i, fn); err != nil {
+		c.log.Error("bulk job: record progress", "job", id, "host", i, "err", err)
 	}
-	return out
 }
 
-// snapshot returns a copy of job id with only the hosts keep accepts (nil:
-// all) and counts over those.
-func (j *jobs) snapshot(id string, keep func(Job, JobHost) bool) (Job, bool) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	job, ok := j.m[id]
-	if !ok {
-		return Job{}, false
-	}
-	out := *job
-	out.Hosts = nil
-	for _, h := range job.Hosts {
-		if keep == nil || keep(*job, h) {
-			out.Hosts = append(out.Hosts, h)
-		}
-	}
-	out.Counts = map[string]int{JobQueued: 0, JobRunning: 0, JobDone: 0, JobFailed: 0}
-	for _, h := range out.Hosts {
-		out.Counts[h.Status]++
-	}
-	return out, true
-}
-
-func (j *jobs) update(id string, i int, fn func(h *JobHost)) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	job := j.m[id]
-	fn(&job.Hosts[i])
-	for _, h := range job.Hosts {
-		if h.Status == JobQueued || h.Status == JobRunning {
+// heartbeat records every JobLease/4 that this replica still runs its
+// jobs, until done is closed or the replica's context ends.
+func (c *Core) heartbeat(done <-chan struct{}) {
+	o := c.bmc
+	t := time.NewTicker(o.opt.JobLease / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
 			return
+		case <-o.opt.Context.Done():
+			return
+		case <-t.C:
+			if err := o.shared.HeartbeatJobs(o.opt.Context, o.opt.Replica, c.now()); err != nil && o.opt.Context.Err() == nil {
+				c.log.Error("bulk job: heartbeat", "replica", o.opt.Replica, "err", err)
+			}
 		}
 	}
-	job.Finished = time.Now().UTC()
+}
+
+// SweepJobs fails the unfinished hosts of the jobs whose replica stopped
+// heartbeating more than JobLease ago (JobAbandoned), forgets jobs
+// finished more than a day ago and deletes expired media. Any number of
+// replicas may run it at once: each is one conditional statement. Sweep
+// runs it with SweepOnce.
+func (c *Core) SweepJobs(ctx context.Context) {
+	o := c.bmc
+	if o == nil || o.shared == nil {
+		return
+	}
+	now := c.now()
+	n, err := o.shared.FailAbandonedJobs(ctx, now.Add(-o.opt.JobLease), now, JobAbandoned, o.opt.Replica)
+	switch {
+	case err != nil:
+		c.log.Error("sweep: fail abandoned jobs", "err", err)
+	case n > 0:
+		c.log.Warn("sweep: failed the hosts of jobs whose server stopped", "hosts", n)
+	}
+	if err := o.shared.DeleteJobsFinishedBefore(ctx, now.Add(-jobKeep)); err != nil {
+		c.log.Error("sweep: forget old jobs", "err", err)
+	}
+	if _, err := o.shared.DeleteExpiredMedia(ctx, now); err != nil {
+		c.log.Error("sweep: delete expired media", "err", err)
+	}
+}
+
+// replicaName names this replica: the host name and a random suffix.
+func replicaName() string {
+	hn, _ := os.Hostname()
+	b := make([]byte, 4)
+	rand.Read(b)
+	return hn + "/" + hex.EncodeToString(b)
 }
 
 // BulkSelector picks the hosts of a bulk job: by names, or by profile
@@ -186,28 +210,42 @@ func (c *Core) StartBulk(ctx context.Context, cl Caller, e host.Event, r BulkReq
 	if err != nil {
 		return Job{}, err
 	}
+	if c.bmc.shared == nil {
+		return Job{}, errNoSharedStore
+	}
 	id := make([]byte, 8)
 	rand.Read(id)
-	job := &Job{ID: hex.EncodeToString(id), Action: e, Via: r.Via, Actor: cl.Actor(), Created: c.now().UTC()}
+	sj := store.Job{ID: hex.EncodeToString(id), Action: string(e), Via: r.Via, Actor: cl.Actor(),
+		Replica: c.bmc.opt.Replica, Created: c.now().UTC()}
 	for _, n := range names {
-		job.Hosts = append(job.Hosts, JobHost{Host: n, Status: JobQueued})
+		sj.Hosts = append(sj.Hosts, store.JobHost{Host: n, Status: JobQueued})
 	}
-	c.bmc.jobs.add(job)
+	if err := c.bmc.shared.CreateJob(ctx, sj); err != nil {
+		return Job{}, err
+	}
 	via := r.Via
 	if via == "" {
 		via = "flag only"
 	}
-	why := fmt.Sprintf("bulk job %s: %s via %s, %d hosts (%s)", job.ID, e, via, len(names), nameList(names, 20))
+	why := fmt.Sprintf("bulk job %s: %s via %s, %d hosts (%s)", sj.ID, e, via, len(names), nameList(names, 20))
 	if r.Reason != "" {
 		why += ": " + r.Reason
 	}
 	c.audit(ctx, cl.record(c.now(), "", auth.RuleFor(auth.OpBulk).Audit, why))
+	var wg sync.WaitGroup
+	done := make(chan struct{})
 	for i, n := range names {
-		go c.runJobHost(cl, job.ID, i, n, e, r.Via, r.Reason)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.runJobHost(cl, sj.ID, i, n, e, r.Via, r.Reason)
+		}()
 	}
-	snap, _ := c.bmc.jobs.snapshot(job.ID, nil) // the caller's own selection
-	c.log.Info("bulk job queued", "job", job.ID, "event", e, "hosts", len(names), "actor", cl.Actor(), "request_id", cl.RequestID)
-	return snap, nil
+	go func() { wg.Wait(); close(done) }()
+	go c.heartbeat(done)
+	c.log.Info("bulk job queued", "job", sj.ID, "event", e, "hosts", len(names), "actor", cl.Actor(), "request_id", cl.RequestID,
+		"replica", c.bmc.opt.Replica)
+	return viewJob(sj, nil), nil // the caller's own selection
 }
 
 // nameList lists names for a message, at most max of them.
@@ -286,8 +324,12 @@ func (c *Core) selectHosts(ctx context.Context, cl Caller, sel BulkSelector) ([]
 
 // runJobHost authorizes cl on one host, flags it and runs its BMC
 // sequence, queued behind its BMC's lock and the global limit.
+//
+// When the replica's context ends (BMCOptions.Context) the host is left as
+// it is in the job, as when the replica dies: the sweep of another replica
+// fails it once the job's heartbeats have stopped for the lease.
 func (c *Core) runJobHost(cl Caller, id string, i int, name string, e host.Event, via, reason string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Hour)
+	ctx, cancel := context.WithTimeout(c.bmc.opt.Context, 6*time.Hour)
 	defer cancel()
 	var err error
 	if via == "" {
@@ -295,11 +337,15 @@ func (c *Core) runJobHost(cl Caller, id string, i int, name string, e host.Event
 	} else {
 		err = c.runJobSteps(ctx, cl, id, i, name, e, reason)
 	}
-	c.bmc.jobs.update(id, i, func(h *JobHost) {
-		h.Finished = time.Now().UTC()
+	if c.bmc.opt.Context.Err() != nil {
+		c.log.Warn("bulk job: this server stops; the job's sweep will fail the host", "job", id, "host", name)
+		return
+	}
+	c.updateJobHost(id, i, func(h *store.JobHost) {
+		h.Finished = c.now().UTC()
 		if err != nil {
 			h.Status, h.Error = JobFailed, err.Error()
-			h.unknown = errors.Is(err, errUnknownHost)
+			h.Unknown = errors.Is(err, errUnknownHost)
 			return
 		}
 		h.Status = JobDone
@@ -319,7 +365,7 @@ func (c *Core) runJobSteps(ctx context.Context, cl Caller, id string, i int, nam
 		return err
 	}
 	if b, err := c.bmc.bmcs.GetBMC(ctx, name); err == nil {
-		c.bmc.jobs.update(id, i, func(h *JobHost) { h.BMC = bmcKey(b.URL) })
+		c.updateJobHost(id, i, func(h *store.JobHost) { h.BMC = bmcKey(b.URL) })
 	}
 	why := "bulk job " + id
 	if reason != "" {
@@ -327,7 +373,7 @@ func (c *Core) runJobSteps(ctx context.Context, cl Caller, id string, i int, nam
 	}
 	_, err := c.provisionBMC(ctx, cl, name, true, reason,
 		func() {
-			c.bmc.jobs.update(id, i, func(h *JobHost) { h.Status, h.Started = JobRunning, time.Now().UTC() })
+			c.updateJobHost(id, i, func(h *store.JobHost) { h.Status, h.Started = JobRunning, c.now().UTC() })
 		},
 		func() error { return c.flag(ctx, cl, name, e, why) })
 	return err
@@ -342,7 +388,7 @@ func (c *Core) runJobFlag(ctx context.Context, cl Caller, id string, i int, name
 		}
 		return err
 	}
-	c.bmc.jobs.update(id, i, func(h *JobHost) { h.Status, h.Started = JobRunning, time.Now().UTC() })
+	c.updateJobHost(id, i, func(h *store.JobHost) { h.Status, h.Started = JobRunning, c.now().UTC() })
 	why := "bulk job " + id
 	if reason != "" {
 		why += ": " + reason
@@ -438,15 +484,22 @@ func (c *Core) GetJob(ctx context.Context, cl Caller, id string) (Job, error) {
 	if err != nil {
 		return Job{}, err
 	}
-	if c.bmc != nil {
-		if j, ok := c.bmc.jobs.snapshot(id, keep); ok && len(j.Hosts) > 0 {
-			return j, nil
+	if c.bmc != nil && c.bmc.shared != nil {
+		sj, err := c.bmc.shared.GetJob(ctx, id)
+		switch {
+		case err == nil:
+			if j := viewJob(sj, keep); len(j.Hosts) > 0 {
+				return j, nil
+			}
+		case !errors.Is(err, host.ErrNotFound):
+			return Job{}, err
 		}
 	}
 	return Job{}, fmt.Errorf("job %s: %w", id, host.ErrNotFound)
 }
 
-// ListJobs returns the bulk jobs of this replica, oldest first, without
+// ListJobs returns the bulk jobs of every replica (unfinished, or finished
+// within a day), oldest first, without
 // their hosts; visibility and counts as for GetJob.
 func (c *Core) ListJobs(ctx context.Context, cl Caller) ([]Job, error) {
 	if err := cl.Authorize(auth.OpJobList, nil); err != nil {
@@ -460,9 +513,16 @@ func (c *Core) ListJobs(ctx context.Context, cl Caller) ([]Job, error) {
 	if c.bmc == nil {
 		return out, nil
 	}
-	for _, id := range c.bmc.jobs.ids() {
-		j, ok := c.bmc.jobs.snapshot(id, keep)
-		if !ok || len(j.Hosts) == 0 {
+	if c.bmc.shared == nil {
+		return out, nil
+	}
+	sjs, err := c.bmc.shared.ListJobs(ctx, c.now().Add(-jobKeep))
+	if err != nil {
+		return nil, err
+	}
+	for _, sj := range sjs {
+		j := viewJob(sj, keep)
+		if len(j.Hosts) == 0 {
 			continue
 		}
 		j.Hosts = nil

@@ -4,135 +4,80 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/mediaurl"
+	"github.com/bootpilot/bootpilot/internal/store"
 )
 
-// mediaRegistry keeps each host's published ISO for its media URL's
-// lifetime: built once per insert, read by any number of ranged readers.
-// Each publication has a random media id that its URL is signed with; only
-// the host's current publication is served, so the URL of an earlier or an
-// unpublished (ejected) ISO answers 404.
-// With a directory the ISOs live there as files (<dir>/<name>.iso),
-// otherwise in memory. It is per replica: the BMC must reach the replica
-// that inserted.
-type mediaRegistry struct {
-	now func() time.Time
-	dir string // "" keeps ISOs in memory
-	mu  sync.Mutex
-	m   map[string]*mediaEntry
+// SharedStore is what replicas share besides hosts and BMC records: bulk
+// jobs with their per-host progress, and published media (implemented by
+// *store.DB). Get methods return host.ErrNotFound for what does not exist.
+type SharedStore interface {
+	CreateJob(ctx context.Context, j store.Job) error
+	GetJob(ctx context.Context, id string) (store.Job, error)
+	ListJobs(ctx context.Context, since time.Time) ([]store.Job, error)
+	UpdateJobHost(ctx context.Context, id string, seq int, fn func(h *store.JobHost)) (bool, error)
+	HeartbeatJobs(ctx context.Context, replica string, t time.Time) error
+	FailAbandonedJobs(ctx context.Context, before, t time.Time, reason, except string) (int, error)
+	DeleteJobsFinishedBefore(ctx context.Context, t time.Time) error
+	PutMedia(ctx context.Context, m store.Media) error
+	GetMedia(ctx context.Context, name, id string) (store.Media, error)
+	DeleteMedia(ctx context.Context, name string) error
+	DeleteExpiredMedia(ctx context.Context, t time.Time) (int, error)
 }
 
-type mediaEntry struct {
-	id   string // mediaurl.NewID of this publication
-	data []byte // in memory, or
-	path string // on disk
-	size int64
-	etag string
-	mod  time.Time
-	exp  time.Time
-}
+var _ SharedStore = (*store.DB)(nil)
 
-func newMediaRegistry(now func() time.Time, dir string) *mediaRegistry {
-	return &mediaRegistry{now: now, dir: dir, m: map[string]*mediaEntry{}}
-}
+// errNoSharedStore: jobs and media need the shared tables.
+var errNoSharedStore = ErrNotConfigured{"this server's store cannot keep bulk jobs and published media"}
 
-// put publishes data as name's media until exp, replacing an older one, and
-// forgets expired entries. It returns the publication's media id.
-func (r *mediaRegistry) put(name string, data []byte, exp time.Time) (string, error) {
+// Published media live in the database (SharedStore): each host's current
+// publication is one row with the ISO's bytes, keyed by the host and a
+// random media id its URL is signed with, so that whichever replica the
+// BMC reaches serves it. Only the host's current publication is served: the
+// URL of an earlier or an unpublished (ejected) ISO answers 404. Expired
+// rows are deleted by the sweep.
+
+// publishMedia keeps data as host name's media until exp, replacing an
+// older publication, and returns the publication's media id.
+func (c *Core) publishMedia(ctx context.Context, name string, data []byte, exp time.Time) (string, error) {
 	sum := sha256.Sum256(data)
-	now := r.now()
-	e := &mediaEntry{id: mediaurl.NewID(), data: data, size: int64(len(data)), etag: `"sha256:` + hex.EncodeToString(sum[:]) + `"`,
-		mod: now.UTC().Truncate(time.Second), exp: exp}
-	tmp := ""
-	if r.dir != "" {
-		if err := os.MkdirAll(r.dir, 0o700); err != nil {
-			return "", fmt.Errorf("media dir: %w", err)
-		}
-		f, err := os.CreateTemp(r.dir, name+".iso.*")
-		if err != nil {
-			return "", fmt.Errorf("media of %s: %w", name, err)
-		}
-		tmp = f.Name()
-		_, err = f.Write(data)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(tmp)
-			return "", fmt.Errorf("media of %s: %w", name, err)
-		}
-		e.path, e.data = filepath.Join(r.dir, name+".iso"), nil
+	m := store.Media{Host: name, ID: mediaurl.NewID(), Data: data, ETag: `"sha256:` + hex.EncodeToString(sum[:]) + `"`,
+		ModTime: c.now().UTC().Truncate(time.Second), Expires: exp}
+	if err := c.bmc.shared.PutMedia(ctx, m); err != nil {
+		return "", err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	// The new file is renamed over the old one under the lock, so source
-	// never opens the new file for the old entry; readers that opened the
-	// old ISO keep reading it until they close it.
-	if tmp != "" {
-		if err := os.Rename(tmp, e.path); err != nil {
-			os.Remove(tmp)
-			return "", fmt.Errorf("media of %s: %w", name, err)
-		}
-	}
-	for n, old := range r.m {
-		if now.After(old.exp) && n != name {
-			delete(r.m, n)
-			if old.path != "" {
-				os.Remove(old.path)
-			}
-		}
-	}
-	r.m[name] = e
-	return e.id, nil
+	return m.ID, nil
 }
 
-// drop unpublishes name's media: its URLs answer 404 from now on. Readers
-// that already opened the file finish reading it.
-func (r *mediaRegistry) drop(name string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e, ok := r.m[name]; ok && e.path != "" {
-		os.Remove(e.path)
+// unpublish deletes host name's media: its URLs answer 404 from then on, on
+// every replica. A failure is logged (the row expires anyway).
+func (c *Core) unpublish(ctx context.Context, name string) {
+	if c.bmc == nil || c.bmc.shared == nil {
+		return
 	}
-	delete(r.m, name)
+	if err := c.bmc.shared.DeleteMedia(context.WithoutCancel(ctx), name); err != nil {
+		c.log.Error("media: unpublish", "host", name, "err", err)
+	}
 }
 
-// source is the mediaurl.Source of published media: host name's current
-// publication, if its media id is id.
-func (r *mediaRegistry) source(_ context.Context, name, id string) (*mediaurl.Media, error) {
-	r.mu.Lock()
-	e, ok := r.m[name]
-	ok = ok && subtle.ConstantTimeCompare([]byte(e.id), []byte(id)) == 1
-	var f *os.File
-	var err error
-	if ok && e.path != "" {
-		f, err = os.Open(e.path) // under the lock: no rename in between
+// mediaSource is the mediaurl.Source of published media: host name's
+// current publication, if its media id is id and it has not expired.
+func (c *Core) mediaSource(ctx context.Context, name, id string) (*mediaurl.Media, error) {
+	m, err := c.bmc.shared.GetMedia(ctx, name, id)
+	if err != nil {
+		return nil, err
 	}
-	r.mu.Unlock()
-	if !ok || r.now().After(e.exp) {
-		if f != nil {
-			f.Close()
-		}
+	if c.now().After(m.Expires) {
 		return nil, fmt.Errorf("media of %s: %w", name, host.ErrNotFound)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("media of %s: %w", name, err)
-	}
-	if f != nil {
-		return &mediaurl.Media{R: f, Size: e.size, ModTime: e.mod, ETag: e.etag, Close: f.Close}, nil
-	}
-	return &mediaurl.Media{R: bytes.NewReader(e.data), Size: e.size, ModTime: e.mod, ETag: e.etag}, nil
+	return &mediaurl.Media{R: bytes.NewReader(m.Data), Size: int64(len(m.Data)), ModTime: m.ModTime, ETag: m.ETag}, nil
 }
 
 // MediaHandler serves /media/v1/<name>.iso?exp=…&id=…&sig=… (GET, HEAD,
@@ -140,14 +85,15 @@ func (r *mediaRegistry) source(_ context.Context, name, id string) (*mediaurl.Me
 // --media-listen` on a plain-HTTP listener for BMCs that cannot verify a
 // private CA. Over plain HTTP the ISO, and the host's boot token inside it,
 // can be read by anyone on the path (see PlainMediaWarning). The URL is
-// HMAC-signed, expiring and bound to one publication of one host's ISO.
-// Without BMC operations (EnableBMC) or a media key it answers 404.
+// HMAC-signed, expiring and bound to one publication of one host's ISO;
+// any replica serves it from the database. Without BMC operations
+// (EnableBMC), a media key or a SharedStore it answers 404.
 func (c *Core) MediaHandler() http.Handler {
 	o := c.bmc
-	if o == nil || len(o.opt.MediaKey) < mediaurl.MinKeyLen {
+	if o == nil || len(o.opt.MediaKey) < mediaurl.MinKeyLen || o.shared == nil {
 		return http.NotFoundHandler()
 	}
-	return &mediaurl.Handler{Key: o.opt.MediaKey, Source: o.media.source, Now: c.now, Log: c.log}
+	return &mediaurl.Handler{Key: o.opt.MediaKey, Source: c.mediaSource, Now: c.now, Log: c.log}
 }
 
 // PlainMediaWarning is logged as a warning by EnableBMC when media URLs are

@@ -193,8 +193,11 @@ func (c *Core) Sweep(ctx context.Context) {
 	}
 }
 
-// SweepOnce applies the timeout event to every host past its deadline.
+// SweepOnce applies the timeout event to every host past its deadline,
+// then runs SweepJobs. Replicas may sweep at once: each host is re-checked
+// on its locked row, so it times out once.
 func (c *Core) SweepOnce(ctx context.Context) {
+	defer c.SweepJobs(ctx)
 	now := c.now()
 	hs, err := c.store.ExpiredHosts(ctx, now)
 	if err != nil {

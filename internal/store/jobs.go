@@ -215,22 +215,23 @@ func (db *DB) HeartbeatJobs(ctx context.Context, replica string, t time.Time) er
 }
 
 // FailAbandonedJobs marks failed, with reason, every queued or running host
-// of the unfinished jobs whose replica's last heartbeat is before before,
-// and those jobs finished at t. It is one conditional UPDATE, so replicas
-// may run it at once: each host is failed once. It returns how many hosts
-// it failed.
-func (db *DB) FailAbandonedJobs(ctx context.Context, before, t time.Time, reason string) (int, error) {
+// of the unfinished jobs whose replica's last heartbeat is before before
+// (except the jobs of replica except, the caller itself: "" for none), and
+// those jobs finished at t. It is one conditional UPDATE, so replicas may
+// run it at once: each host is failed once. It returns how many hosts it
+// failed.
+func (db *DB) FailAbandonedJobs(ctx context.Context, before, t time.Time, reason, except string) (int, error) {
 	var n int64
 	err := db.write(ctx, func(tx *gorm.DB) error {
 		stale := tx.Session(&gorm.Session{NewDB: true}).Model(&jobRow{}).Select("id").
-			Where("finished_at IS NULL AND heartbeat_at < ?", utc(before))
+			Where("finished_at IS NULL AND heartbeat_at < ? AND replica <> ?", utc(before), except)
 		res := tx.Model(&jobHostRow{}).Where("status IN ? AND job_id IN (?)", unfinished, stale).
 			Updates(map[string]any{"status": JobFailed, "error_text": reason, "finished_at": utc(t)})
 		if err := dbErr(res.Error); err != nil {
 			return err
 		}
 		n = res.RowsAffected
-		return finishJobs(tx, utc(t), tx.Session(&gorm.Session{NewDB: true}).Where("heartbeat_at < ?", utc(before)))
+		return finishJobs(tx, utc(t), tx.Session(&gorm.Session{NewDB: true}).Where("heartbeat_at < ? AND replica <> ?", utc(before), except))
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: fail abandoned jobs: %w", err)

@@ -92,11 +92,14 @@ func TestFailAbandonedJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 		before, at := t0.Add(time.Minute), t0.Add(3*time.Minute)
-		n, err := db.FailAbandonedJobs(ctx, before, at, "stopped")
+		if n, err := db.FailAbandonedJobs(ctx, before, at, "by itself", "a"); err != nil || n != 0 {
+			t.Errorf("FailAbandonedJobs(except the owner) = %d, %v; want 0", n, err)
+		}
+		n, err := db.FailAbandonedJobs(ctx, before, at, "stopped", "c")
 		if err != nil || n != 2 {
 			t.Fatalf("FailAbandonedJobs = %d, %v; want 2", n, err)
 		}
-		if n, err := db.FailAbandonedJobs(ctx, before, at, "again"); err != nil || n != 0 {
+		if n, err := db.FailAbandonedJobs(ctx, before, at, "again", ""); err != nil || n != 0 {
 			t.Errorf("FailAbandonedJobs again = %d, %v; want 0", n, err)
 		}
 		dead, _ := db.GetJob(ctx, "dead")
