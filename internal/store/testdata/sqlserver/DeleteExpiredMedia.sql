@@ -1,0 +1,1 @@
+DELETE FROM "media" WHERE expires_at < @p1;

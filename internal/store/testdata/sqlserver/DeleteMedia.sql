@@ -1,0 +1,1 @@
+DELETE FROM "media" WHERE host_name = @p1;
