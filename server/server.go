@@ -192,9 +192,10 @@ func (s *Server) TLSConfig() *tls.Config {
 		CipherSuites: cipherSuites,
 		Certificates: []tls.Certificate{s.opt.PKI.TLS},
 		// Called once per handshake, full or resumed, after the server's
-		// signature (if any): one counter increment, no allocation.
+		// signature (if any): one counter increment, and a debug line.
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			s.metrics.handshake(cs.DidResume)
+			s.log.Debug("tls handshake", "version", tls.VersionName(cs.Version), "resumed", cs.DidResume)
 			return nil
 		},
 	}
