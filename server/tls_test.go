@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bootpilot/bootpilot/internal/auth"
+	"github.com/bootpilot/bootpilot/internal/store/storetest"
 	"github.com/bootpilot/bootpilot/server"
 )
 
@@ -180,5 +182,15 @@ func TestSessionTicketRotation(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestTicketKeyTooShort: a master key under 32 bytes is refused.
+func TestTicketKeyTooShort(t *testing.T) {
+	db := storetest.Open(t, "sqlite")
+	_, err := server.New(server.Options{Store: db, Auth: auth.NewService(db, nil, auth.ServiceOptions{}), PKI: testPKI(),
+		TicketKey: bytes.Repeat([]byte{1}, 16)})
+	if err == nil {
+		t.Error("New with a 16-byte TicketKey: no error")
 	}
 }
