@@ -105,7 +105,7 @@ func TestDeploy(t *testing.T) {
 	scenario(t)
 	dir := t.TempDir()
 	port := freePort(t)
-	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned", "--agent-after", "reboot")
+	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned", "--agent-after", "reboot", "--log-level", "debug")
 	rawB := newMarkerDisk(t, dir, "image-b.raw", diskSize, a.markerB)
 	imgB := filepath.Join(dir, "image-b.raw.zst")
 	zstdFile(t, rawB, imgB)
@@ -116,8 +116,10 @@ func TestDeploy(t *testing.T) {
 	s.cli("host", "reimage", "node01", "--reason", "e2e deploy")
 	wantState(t, s, host.StateReimage)
 	tm := time.Now()
+	hs := s.tlsHandshakes()
 
 	log := startVM(t, dir, "boot1-deploy", iso, disk, port, bootOpts{}).finishAgent(t, limitAgent)
+	s.logHandshakes(t, "the deploy boot", hs) // iPXE: one pooled connection; see TestIPXEResumesTLS
 	mustContain(t, "deploy", log, reStage0, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
 		`detail="writing zstd image`, `msg="agent done" after=reboot`)
 	mustNotContain(t, "deploy", log, `BOOTPILOT-DISK-MARKER`, reGiveUp, `level=ERROR`)

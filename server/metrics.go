@@ -20,6 +20,8 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	boots     *prometheus.CounterVec
 	callbacks *prometheus.CounterVec
+	tlsFull   prometheus.Counter // TLS handshakes with a signature
+	tlsResume prometheus.Counter // TLS handshakes resumed from a ticket
 }
 
 func newMetrics(st Store) *metrics {
@@ -39,8 +41,12 @@ func newMetrics(st Store) *metrics {
 			Name: "bootpilot_callbacks_total", Help: "Applied installer and agent callbacks by event.",
 		}, []string{"event"}),
 	}
+	handshakes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bootpilot_tls_handshakes_total", Help: "TLS handshakes by whether they resumed a session (false: a full handshake with an RSA signature).",
+	}, []string{"resumed"})
+	m.tlsFull, m.tlsResume = handshakes.WithLabelValues("false"), handshakes.WithLabelValues("true")
 	hosts := prometheus.NewDesc("bootpilot_hosts", "Hosts by lifecycle state.", []string{"state"}, nil)
-	m.reg.MustRegister(m.requests, m.latency, m.boots, m.callbacks,
+	m.reg.MustRegister(m.requests, m.latency, m.boots, m.callbacks, handshakes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectorFunc{desc: hosts, collect: func(ch chan<- prometheus.Metric) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -67,6 +73,15 @@ func (m *metrics) observe(route string, code int, d time.Duration) {
 
 func (m *metrics) boot(action string)    { m.boots.WithLabelValues(action).Inc() }
 func (m *metrics) callback(event string) { m.callbacks.WithLabelValues(event).Inc() }
+
+// handshake counts one TLS handshake.
+func (m *metrics) handshake(resumed bool) {
+	if resumed {
+		m.tlsResume.Inc()
+	} else {
+		m.tlsFull.Inc()
+	}
+}
 
 // collectorFunc is a one-metric collector computed at scrape time.
 type collectorFunc struct {

@@ -104,6 +104,13 @@ type Options struct {
 	MediaDir           string                  // where published ISOs are kept as files; "": in memory
 	RedfishConcurrency int                     // BMC operations at once, all BMCs; 0: 50
 	RedfishEndpoint    func(*redfish.Endpoint) // optional tuning of every BMC endpoint (tests)
+
+	// TLS session tickets (tls.go). TicketKey is the master key of the
+	// session-ticket keys, derived from the shared secret key
+	// (secretbox.DeriveFromFile(file, "tls-session-tickets")), so replicas
+	// resume each other's sessions; nil: Go's random keys, per process.
+	TicketKey    []byte
+	TicketPeriod time.Duration // rotation period of ticket keys; 0: DefaultTicketPeriod (24h)
 }
 
 // Server serves the boot and admin APIs.
@@ -118,6 +125,7 @@ type Server struct {
 	table   []Route // the route table (routes.go)
 	csrf    *http.CrossOriginProtection
 	console *console.Console
+	tickets *ticketKeys // nil: Go's default ticket keys
 }
 
 // New builds a Server and its core; templates are parsed here, once.
@@ -156,6 +164,12 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{opt: o, store: o.Store, core: core, log: o.Logger, now: o.Now, csrf: http.NewCrossOriginProtection(), console: ui}
 	s.metrics = newMetrics(o.Store)
+	if len(o.TicketKey) > 0 {
+		if len(o.TicketKey) < 32 {
+			return nil, errors.New("server: TicketKey is shorter than 32 bytes")
+		}
+		s.tickets = newTicketKeys(o.TicketKey, o.TicketPeriod, o.Now)
+	}
 	s.engine = s.routes()
 	return s, nil
 }
@@ -167,13 +181,28 @@ func (s *Server) Core() *provision.Core { return s.core }
 func (s *Server) Handler() http.Handler { return s.engine }
 
 // TLSConfig returns the TLS configuration: RSA chain including the CA, TLS 1.2
-// at least (iPXE's newest) with ECDHE + AEAD suites only.
+// at least (iPXE's newest) with ECDHE + AEAD suites only. Session tickets
+// (RFC 5077 in TLS 1.2, PSK in TLS 1.3) are encrypted under keys derived
+// from Options.TicketKey when set, so a boot's later connections resume on
+// any replica instead of paying another RSA signature. Every completed
+// handshake counts in bootpilot_tls_handshakes_total{resumed}.
 func (s *Server) TLSConfig() *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: cipherSuites,
 		Certificates: []tls.Certificate{s.opt.PKI.TLS},
+		// Called once per handshake, full or resumed, after the server's
+		// signature (if any): one counter increment, and a debug line.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			s.metrics.handshake(cs.DidResume)
+			s.log.Debug("tls handshake", "version", tls.VersionName(cs.Version), "resumed", cs.DidResume)
+			return nil
+		},
 	}
+	if s.tickets != nil {
+		s.tickets.install(cfg)
+	}
+	return cfg
 }
 
 // Serve serves HTTPS on ln until ctx ends, then shuts down gracefully.

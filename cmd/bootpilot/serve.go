@@ -129,9 +129,10 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 	return err
 }
 
-// redfishOptions loads the secret key (BMC passwords, media URL key) into
-// o and opens the plain-HTTP media listener, if configured. Without
-// --secret-key-file the key is <data-dir>/secret.key, made on first start.
+// redfishOptions loads the secret key (BMC passwords, media URL key, TLS
+// session-ticket keys) into o and opens the plain-HTTP media listener, if
+// configured. Without --secret-key-file the key is <data-dir>/secret.key,
+// made on first start.
 func redfishOptions(cfg config.Config, o *server.Options, log *slog.Logger) (net.Listener, error) {
 	keyFile, what := cfg.SecretKeyFile, "--secret-key-file"
 	if keyFile == "" {
@@ -146,6 +147,10 @@ func redfishOptions(cfg config.Config, o *server.Options, log *slog.Logger) (net
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if o.MediaKey, err = secretbox.DeriveFromFile(keyFile, "media-url"); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	// Session-ticket keys: replicas sharing the key resume each other's TLS sessions.
+	if o.TicketKey, err = secretbox.DeriveFromFile(keyFile, "tls-session-tickets"); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	o.Secrets = secretbox.NewKeyring(key)
