@@ -100,9 +100,11 @@ func TestReplicaFaults(t *testing.T) {
 		line := fmt.Sprintf("%-42s %4d hosts in %5.1fs: %6.1f install cycles/s", f.name, r.hosts, r.elapsed.Seconds(),
 			float64(r.hosts)/r.elapsed.Seconds())
 		if r.killed != "" {
-			line += fmt.Sprintf("; boots retried %d, callbacks retried %d, hosts served a 2nd attempt %d, killed %s, "+
-				"database cut for %v (%d connections closed)", r.bootRetries.Load(), r.callbackRetries.Load(), r.reserved,
-				r.killed, r.cut, r.cutConns)
+			line += fmt.Sprintf("; boots retried %d (%d connection errors, %d 5xx), callbacks retried %d "+
+				"(%d connection errors, %d 5xx), %d callbacks answered \"already recorded\", %d hosts served a 2nd attempt; "+
+				"killed %s; database cut for %v (%d connections closed)",
+				r.bootRetries.Load(), r.bootConnErrs.Load(), r.boot5xx.Load(), r.callbackRetries.Load(), r.callbackConnErrs.Load(),
+				r.callback5xx.Load(), r.already.Load(), r.reserved, r.killed, r.cut, r.cutConns)
 		}
 		t.Log(line)
 	}
@@ -110,14 +112,19 @@ func TestReplicaFaults(t *testing.T) {
 
 // stormResult is what one storm measured.
 type stormResult struct {
-	hosts           int
-	elapsed         time.Duration
-	bootRetries     atomic.Int64 // boot requests repeated after a connection error or 5xx
-	callbackRetries atomic.Int64 // callbacks repeated after a connection error or 5xx
-	reserved        int          // hosts served more than one attempt
-	killed          string       // the replica killed, "" if none
-	cut             time.Duration
-	cutConns        int
+	hosts            int
+	elapsed          time.Duration
+	bootRetries      atomic.Int64 // boot requests repeated after a connection error or 5xx
+	callbackRetries  atomic.Int64 // callbacks repeated after a connection error or 5xx
+	bootConnErrs     atomic.Int64 // boot requests that got no answer
+	boot5xx          atomic.Int64 // boot requests answered 5xx
+	callbackConnErrs atomic.Int64 // callbacks that got no answer
+	callback5xx      atomic.Int64 // callbacks answered 5xx
+	already          atomic.Int64 // callbacks answered "already recorded"
+	reserved         int          // hosts served more than one attempt
+	killed           string       // the replica killed, "" if none
+	cut              time.Duration
+	cutConns         int
 }
 
 // hostRun is what the client saw of one host.
@@ -262,6 +269,11 @@ func (s *stormClient) cycle(h *hostRun) {
 		r := s.pick()
 		code, body, err := s.boot(r, h)
 		if err != nil || code >= 500 {
+			if code >= 500 {
+				s.res.boot5xx.Add(1)
+			} else {
+				s.res.bootConnErrs.Add(1)
+			}
 			if !errors.Is(err, errChallenge) {
 				// The credentials were sent: the replica may have served
 				// the attempt before its answer was lost.
@@ -354,6 +366,7 @@ func (s *stormClient) callback(h *hostRun, served int, cbURL string) {
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := s.http.Do(req)
 		if err != nil {
+			s.res.callbackConnErrs.Add(1)
 			if isConnError(err) && nr > 1 {
 				r = (r + 1) % nr
 				if r == served && nr > 2 {
@@ -365,6 +378,7 @@ func (s *stormClient) callback(h *hostRun, served int, cbURL string) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode >= 500 {
+			s.res.callback5xx.Add(1)
 			continue
 		}
 		var ans struct {
@@ -376,6 +390,9 @@ func (s *stormClient) callback(h *hostRun, served int, cbURL string) {
 			return
 		}
 		h.callback = ans.Status
+		if ans.Status == "already recorded" {
+			s.res.already.Add(1)
+		}
 		return
 	}
 }
