@@ -56,8 +56,9 @@ func hostCount(t *testing.T) int {
 // TestReplicaFaults boots N flagged hosts and a few unflagged ones through
 // three replicas on one database while one replica is killed with SIGKILL
 // and the database connection is cut, then checks the outcome through the
-// API and the audit trail. On each database, storms without faults on one
-// and on three replicas first give the throughput side by side.
+// API and the audit trail. On MariaDB, storms without faults on one and on
+// three replicas first give the throughput side by side; not on PostgreSQL,
+// to keep the CI run under 3 minutes on 2 cores (the figures were alike).
 func TestReplicaFaults(t *testing.T) {
 	n := hostCount(t)
 	type figure struct {
@@ -66,11 +67,12 @@ func TestReplicaFaults(t *testing.T) {
 	}
 	var figures []figure
 	for _, db := range []struct {
-		name string
-		dsn  func(testing.TB) string
+		name     string
+		dsn      func(testing.TB) string
+		baseline bool // also the storms without faults, for the throughput
 	}{
-		{"mariadb", storetest.MySQLDSN},
-		{"postgres", storetest.PostgresDSN},
+		{"mariadb", storetest.MySQLDSN, true},
+		{"postgres", storetest.PostgresDSN, false},
 	} {
 		// Each storm is a subtest of its own, so its replicas stop (and
 		// give back their database connections) before the next starts:
@@ -87,6 +89,9 @@ func TestReplicaFaults(t *testing.T) {
 				{"3-replicas", 3, false, "3 replicas, no faults"},
 				{"3-replicas-faults", 3, true, "3 replicas, SIGKILL + database cut"},
 			} {
+				if !s.faults && !db.baseline {
+					continue
+				}
 				t.Run(s.test, func(t *testing.T) {
 					c := startCluster(t, s.replicas, db.dsn(t))
 					res := runStorm(t, c, n, s.faults)
