@@ -109,8 +109,8 @@ func TestComposeFiles(t *testing.T) {
 					t.Errorf("service %s: no volume on --data-dir %s", name, dataDir)
 				}
 			}
-			if apps == 0 {
-				t.Error("no bootpilot service")
+			if apps < 2 {
+				t.Errorf("%d bootpilot services, want 2 replicas on one database", apps)
 			}
 		})
 	}
