@@ -72,7 +72,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, cfg.DSN())
+	db, err := store.Open(ctx, cfg.DSN(), store.MaxConns(cfg.DBMaxConns))
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ type Config struct {
 	Listen         string        // ":8443"
 	ExternalURL    string        // "https://10.0.0.5:8443": what hosts and installers use
 	DB             string        // "" (SQLite in DataDir) or "mysql://user:pass@host:3306/bootpilot"
+	DBMaxConns     int           // connections to a server database at most: 32
 	MaxAttempts    int           // 3
 	InstallTimeout time.Duration // 2h
 	CleanTimeout   time.Duration // 6h
@@ -68,6 +69,7 @@ func Default() Config {
 
 		RedfishConcurrency: 50,
 		MaxConnections:     4096,
+		DBMaxConns:         32,
 	}
 }
 
@@ -76,6 +78,7 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the SQLite database, CA, certificates and admin token")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTPS listen address")
 	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "URL hosts use to reach this server (default https://<hostname>:<port>); its host goes into the certificate")
+	fs.IntVar(&c.DBMaxConns, "db-max-conns", c.DBMaxConns, "connections this server keeps to a MySQL/PostgreSQL/SQL Server database at most; the database must allow this × replicas plus other clients")
 	fs.StringVar(&c.DB, "db", c.DB, "database: empty for SQLite in --data-dir, mysql://user:pass@host:3306/db, a MySQL DSN, postgres://user:pass@host:5432/db?sslmode=verify-full, or sqlserver://user:pass@host:1433?database=db")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "install or clean attempts before a host is marked failed")
 	fs.DurationVar(&c.InstallTimeout, "install-timeout", c.InstallTimeout, "deadline of one install attempt")
@@ -130,6 +133,9 @@ func (c *Config) Policy() host.Policy {
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return fmt.Errorf("--data-dir must not be empty")
+	}
+	if c.DBMaxConns < 1 || c.DBMaxConns > 10000 {
+		return fmt.Errorf("--db-max-conns %d: want 1 to 10000 connections", c.DBMaxConns)
 	}
 	_, port, err := net.SplitHostPort(c.Listen)
 	if err != nil {

@@ -40,6 +40,35 @@ type DB struct {
 	writeMu sync.Mutex
 }
 
+// DefaultMaxConns is how many connections one server keeps to a MySQL,
+// PostgreSQL or SQL Server database at most.
+const DefaultMaxConns = 32
+
+// Option tunes Open.
+type Option func(*options)
+
+type options struct{ maxConns int }
+
+// MaxConns caps the connections to a server database (not SQLite, whose
+// pool follows the CPUs); n < 1 keeps DefaultMaxConns. Every replica holds
+// up to n, so the database must allow n × replicas plus other clients.
+func MaxConns(n int) Option {
+	return func(o *options) {
+		if n >= 1 {
+			o.maxConns = n
+		}
+	}
+}
+
+// MaxOpenConns reports the pool's cap (for tests and diagnostics).
+func (db *DB) MaxOpenConns() int {
+	sqlDB, err := db.gdb.DB()
+	if err != nil {
+		return 0
+	}
+	return sqlDB.Stats().MaxOpenConnections
+}
+
 // Open opens the database named by dsn and applies pending migrations.
 //
 // dsn is one of:
@@ -55,7 +84,11 @@ type DB struct {
 //
 // MySQL connections always use parseTime, UTC and utf8mb4; PostgreSQL
 // sessions use the UTC time zone.
-func Open(ctx context.Context, dsn string) (*DB, error) {
+func Open(ctx context.Context, dsn string, opts ...Option) (*DB, error) {
+	o := options{maxConns: DefaultMaxConns}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	driver, conn, err := parseDSN(dsn)
 	if err != nil {
 		return nil, err
@@ -89,8 +122,8 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		sqlDB.SetMaxOpenConns(n)
 		sqlDB.SetMaxIdleConns(n)
 	} else {
-		sqlDB.SetMaxOpenConns(32)
-		sqlDB.SetMaxIdleConns(32)
+		sqlDB.SetMaxOpenConns(o.maxConns)
+		sqlDB.SetMaxIdleConns(o.maxConns)
 		sqlDB.SetConnMaxLifetime(5 * time.Minute)
 		sqlDB.SetConnMaxIdleTime(time.Minute)
 	}
