@@ -1,6 +1,6 @@
 // Package qemutest boots UEFI virtual machines under QEMU and OVMF (x86_64)
-// or AAVMF (arm64) for the firmware tests: an ISO as CD-ROM, optional extra disks, a user-mode
-// network with no way out (restrict=on) except one guestfwd rule that
+// or AAVMF (arm64) for the firmware tests: an ISO as CD-ROM, optional extra
+// disks, a user-mode network with no way out (restrict=on) except one guestfwd rule that
 // connects the guest's 10.0.2.100:8443 to a port on the host's loopback, and
 // the serial console captured to a file that tests match against.
 package qemutest
@@ -51,7 +51,7 @@ const (
 type Machine struct {
 	Dir        string   // work directory for VARS copy and serial log (required)
 	Arch       string   // "x86_64" (default) or "arm64": the virt machine with AAVMF
-	ISO        string   // CD-ROM image, may be empty
+	ISO        string   // CD-ROM image, may be empty; first in the boot order on arm64
 	Disks      []string // extra raw disks, attached as virtio-blk
 	ForwardTo  int      // host loopback port behind guest 10.0.2.100:8443; 0 for no network
 	MAC        string   // NIC MAC; DefaultMAC when empty
@@ -136,8 +136,7 @@ func (m *Machine) args(varsPath string) []string {
 			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,bootindex=%d", i, i+2))
 	}
 	if m.ForwardTo > 0 {
-		a = append(a, "-netdev", fmt.Sprintf("user,id=n0,net=10.0.2.0/24,restrict=on,guestfwd=tcp:%s:%d-cmd:socat - TCP:127.0.0.1:%d", ServerAddr, ServerPort, m.ForwardTo),
-			"-device", "virtio-net-pci,netdev=n0,romfile=,mac="+def(m.MAC, DefaultMAC))
+		a = append(a, "-netdev", m.netdev(), "-device", "virtio-net-pci,netdev=n0,romfile=,mac="+def(m.MAC, DefaultMAC))
 	} else {
 		a = append(a, "-nic", "none")
 	}
@@ -175,12 +174,17 @@ func (m *Machine) arm64Args(varsPath string) []string {
 		if !m.NICOutOfBootOrder {
 			nic += fmt.Sprintf(",bootindex=%d", len(m.Disks)+2)
 		}
-		a = append(a, "-netdev", fmt.Sprintf("user,id=n0,net=10.0.2.0/24,restrict=on,guestfwd=tcp:%s:%d-cmd:socat - TCP:127.0.0.1:%d", ServerAddr, ServerPort, m.ForwardTo),
-			"-device", nic)
+		a = append(a, "-netdev", m.netdev(), "-device", nic)
 	} else {
 		a = append(a, "-nic", "none")
 	}
 	return append(a, m.Extra...)
+}
+
+// netdev is the restricted user network n0 whose only way out is
+// ServerAddr:ServerPort to the host's 127.0.0.1:ForwardTo.
+func (m *Machine) netdev() string {
+	return fmt.Sprintf("user,id=n0,net=10.0.2.0/24,restrict=on,guestfwd=tcp:%s:%d-cmd:socat - TCP:127.0.0.1:%d", ServerAddr, ServerPort, m.ForwardTo)
 }
 
 func def(s, d string) string {
