@@ -71,6 +71,12 @@ const (
 // system partition (FAT16) holding efi as EFI/BOOT/BOOTX64.EFI, and an empty
 // partition named "cidata" for the agent's NoCloud seed.
 func markerDisk(path string, size int64, efi []byte) error {
+	return markerDiskAs(path, size, "BOOTX64.EFI", efi)
+}
+
+// markerDiskAs is markerDisk with efi stored as EFI/BOOT/<boot>
+// (BOOTAA64.EFI for arm64).
+func markerDiskAs(path string, size int64, boot string, efi []byte) error {
 	os.Remove(path)
 	d, err := diskfs.Create(path, size, diskfs.SectorSizeDefault)
 	if err != nil {
@@ -94,12 +100,12 @@ func markerDisk(path string, size int64, efi []byte) error {
 	if err := fs.Mkdir("/EFI/BOOT"); err != nil {
 		return fmt.Errorf("mkdir on %s: %w", path, err)
 	}
-	f, err := fs.OpenFile("/EFI/BOOT/BOOTX64.EFI", os.O_CREATE|os.O_RDWR)
+	f, err := fs.OpenFile("/EFI/BOOT/"+boot, os.O_CREATE|os.O_RDWR)
 	if err != nil {
-		return fmt.Errorf("create BOOTX64.EFI on %s: %w", path, err)
+		return fmt.Errorf("create %s on %s: %w", boot, path, err)
 	}
 	if _, err := f.Write(efi); err != nil {
-		return fmt.Errorf("write BOOTX64.EFI on %s: %w", path, err)
+		return fmt.Errorf("write %s on %s: %w", boot, path, err)
 	}
 	return f.Close()
 }

@@ -36,11 +36,19 @@
 //     mirror the preseed names (a second guestfwd to the test's HTTP
 //     server), after its early_command reported "installer started"
 //     pinning the CA; a config token made stale mid-boot exits to the disk.
+//  9. arm64: the server's arm64 ISO (`bootpilot iso build --arch arm64`,
+//     iPXE snp.efi) on QEMU's virt machine + AAVMF, marker disks with
+//     EFI/BOOT/BOOTAA64.EFI: localboot; server stopped → give up → disk; a
+//     NIC the firmware did not connect → stage 0 says so → disk; a deploy
+//     by the agent built for arm64 on Debian's arm64 kernel, unpacked into
+//     /opt/bootpilot-e2e/linux-arm64 (or E2E_ARM64_KERNEL_ROOT) by dpkg -x
+//     and depmod -b.
 //
 // Run with `go test ./e2e/` (or `make e2e`); components missing locally
 // skip, with CI=true they fail. Two scenarios run at a time. TestMain builds
 // cmd/bootpilot and cmd/bootpilot-agent (CGO_ENABLED=0) from this tree;
 // E2E_BIN_DIR=dir uses prebuilt ones (dir/bootpilot, dir/bootpilot-agent)
 // instead. Debian packages: qemu-system-x86, ovmf, socat, sbsigntool,
-// linux-image-amd64, debian-installer-12-netboot-amd64.
+// linux-image-amd64, debian-installer-12-netboot-amd64, qemu-system-arm,
+// qemu-efi-aarch64 (and linux-image-<ver>-arm64, unpacked, not installed).
 package e2e

@@ -254,3 +254,25 @@ func FuzzStage0(f *testing.F) {
 		}
 	})
 }
+
+// TestStage0Fits: a host with a VLAN and IPv6 with a gateway, behind a
+// long server name, fits the stock slot with four MACs and a 24-byte name,
+// or three MACs and the longest name (63 bytes).
+func TestStage0Fits(t *testing.T) {
+	macs := []string{"52:54:00:12:34:56", "52:54:00:12:34:57", "52:54:00:12:34:58", "52:54:00:12:34:59"}
+	for _, c := range []struct {
+		name string
+		macs int
+	}{{"rack12-chassis04-node07x", 4}, {strings.Repeat("n", 63), 3}} {
+		h := goldenHost()
+		h.Name, h.MACs, h.VLAN = c.name, macs[:c.macs], 4094
+		h.IPv4, h.Gateway, h.DNS = "192.168.100.115/24", "192.168.100.254", []string{"192.168.100.253"}
+		h.IPv6, h.Gateway6 = "2001:db8:ffff:ffff:ffff:ffff:ffff:115/64", "2001:db8:ffff:ffff:ffff:ffff:ffff:1"
+		got, err := ipxe.Stage0(ipxe.Stage0Config{Host: h, Token: strings.Repeat("f", 32), // token.New's length
+			ServerURL: "https://boot-server.datacenter-01.example.org:65535", Tries: 10, Sleep: 10, TimeoutMS: 120000, NICs: 16})
+		if err != nil {
+			t.Fatalf("%d-byte name, %d MACs: %v", len(c.name), c.macs, err)
+		}
+		t.Logf("%d-byte name, %d MACs: %d of %d bytes", len(c.name), c.macs, len(got), ipxe.MaxScript)
+	}
+}

@@ -1,6 +1,6 @@
-// Package qemutest boots UEFI virtual machines under QEMU and OVMF for the
-// firmware tests: an ISO as CD-ROM, optional extra disks, a user-mode
-// network with no way out (restrict=on) except one guestfwd rule that
+// Package qemutest boots UEFI virtual machines under QEMU and OVMF (x86_64)
+// or AAVMF (arm64) for the firmware tests: an ISO as CD-ROM, optional extra
+// disks, a user-mode network with no way out (restrict=on) except one guestfwd rule that
 // connects the guest's 10.0.2.100:8443 to a port on the host's loopback, and
 // the serial console captured to a file that tests match against.
 package qemutest
@@ -30,6 +30,12 @@ const (
 	OVMFVarsMS     = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 )
 
+// Arm64 firmware file locations (Debian's qemu-efi-aarch64 package).
+const (
+	AAVMFCode = "/usr/share/AAVMF/AAVMF_CODE.fd"
+	AAVMFVars = "/usr/share/AAVMF/AAVMF_VARS.fd"
+)
+
 // Guest network layout: the guest sets its address statically.
 const (
 	GuestIP     = "10.0.2.15/24"
@@ -44,7 +50,8 @@ const (
 // Machine is one QEMU VM. Fill the fields, then Start it.
 type Machine struct {
 	Dir        string   // work directory for VARS copy and serial log (required)
-	ISO        string   // CD-ROM image, may be empty
+	Arch       string   // "x86_64" (default) or "arm64": the virt machine with AAVMF
+	ISO        string   // CD-ROM image, may be empty; first in the boot order on arm64
 	Disks      []string // extra raw disks, attached as virtio-blk
 	ForwardTo  int      // host loopback port behind guest 10.0.2.100:8443; 0 for no network
 	MAC        string   // NIC MAC; DefaultMAC when empty
@@ -54,6 +61,12 @@ type Machine struct {
 	Vars       []byte   // initial VARS content; the stock VARS file when nil
 	MemoryMB   int      // 512 when 0
 	Extra      []string // extra QEMU arguments
+
+	// NICOutOfBootOrder leaves an arm64 machine's NIC out of QEMU's boot
+	// order. AAVMF then connects no UEFI driver to it (it connects only the
+	// boot-order devices when QEMU gives an order), so iPXE's snp.efi,
+	// which drives only NICs with a UEFI driver, sees none.
+	NICOutOfBootOrder bool
 
 	cmd     *exec.Cmd
 	logPath string
@@ -77,8 +90,21 @@ func Require(tb testing.TB, secureBoot bool) {
 	}
 }
 
+// RequireArm64 checks that QEMU for aarch64, socat and AAVMF are installed
+// (skips, or fails in CI, otherwise).
+func RequireArm64(tb testing.TB) {
+	tb.Helper()
+	testenv.Tool(tb, "qemu-system-aarch64")
+	testenv.Tool(tb, "socat")
+	testenv.File(tb, AAVMFCode)
+	testenv.File(tb, AAVMFVars)
+}
+
 // Args returns the QEMU command line for m (after Start prepared the files).
 func (m *Machine) args(varsPath string) []string {
+	if m.Arch == "arm64" {
+		return m.arm64Args(varsPath)
+	}
 	machine := "q35,accel=tcg"
 	code := OVMFCode
 	if m.SecureBoot {
@@ -110,12 +136,55 @@ func (m *Machine) args(varsPath string) []string {
 			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,bootindex=%d", i, i+2))
 	}
 	if m.ForwardTo > 0 {
-		a = append(a, "-netdev", fmt.Sprintf("user,id=n0,net=10.0.2.0/24,restrict=on,guestfwd=tcp:%s:%d-cmd:socat - TCP:127.0.0.1:%d", ServerAddr, ServerPort, m.ForwardTo),
-			"-device", "virtio-net-pci,netdev=n0,romfile=,mac="+def(m.MAC, DefaultMAC))
+		a = append(a, "-netdev", m.netdev(), "-device", "virtio-net-pci,netdev=n0,romfile=,mac="+def(m.MAC, DefaultMAC))
 	} else {
 		a = append(a, "-nic", "none")
 	}
 	return append(a, m.Extra...)
+}
+
+// arm64Args is args for the arm64 virt machine (TCG, Cortex-A57, AAVMF).
+// It has no IDE: the CD is on virtio-scsi. Boot order: CD, disks, NIC.
+func (m *Machine) arm64Args(varsPath string) []string {
+	mem := m.MemoryMB
+	if mem == 0 {
+		mem = 512
+	}
+	a := []string{
+		"-machine", "virt,accel=tcg", "-cpu", "cortex-a57", "-m", strconv.Itoa(mem), "-smp", "1",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + AAVMFCode,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + varsPath,
+		"-serial", "file:" + m.logPath, "-display", "none", "-monitor", "none", "-no-reboot",
+		"-uuid", def(m.UUID, DefaultUUID),
+	}
+	if m.Serial != "" {
+		a = append(a, "-smbios", "type=1,serial="+m.Serial)
+	}
+	if m.ISO != "" {
+		a = append(a, "-device", "virtio-scsi-pci,id=scsi0",
+			"-drive", "file="+m.ISO+",if=none,id=cd0,media=cdrom,readonly=on",
+			"-device", "scsi-cd,bus=scsi0.0,drive=cd0,bootindex=1")
+	}
+	for i, d := range m.Disks {
+		a = append(a, "-drive", fmt.Sprintf("file=%s,format=raw,if=none,id=disk%d", d, i),
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,bootindex=%d", i, i+2))
+	}
+	if m.ForwardTo > 0 {
+		nic := "virtio-net-pci,netdev=n0,romfile=,mac=" + def(m.MAC, DefaultMAC)
+		if !m.NICOutOfBootOrder {
+			nic += fmt.Sprintf(",bootindex=%d", len(m.Disks)+2)
+		}
+		a = append(a, "-netdev", m.netdev(), "-device", nic)
+	} else {
+		a = append(a, "-nic", "none")
+	}
+	return append(a, m.Extra...)
+}
+
+// netdev is the restricted user network n0 whose only way out is
+// ServerAddr:ServerPort to the host's 127.0.0.1:ForwardTo.
+func (m *Machine) netdev() string {
+	return fmt.Sprintf("user,id=n0,net=10.0.2.0/24,restrict=on,guestfwd=tcp:%s:%d-cmd:socat - TCP:127.0.0.1:%d", ServerAddr, ServerPort, m.ForwardTo)
 }
 
 func def(s, d string) string {
@@ -130,11 +199,24 @@ func (m *Machine) Start(ctx context.Context) error {
 	if m.Dir == "" {
 		return errors.New("qemutest: Machine.Dir is required")
 	}
+	qemu := "qemu-system-x86_64"
+	switch m.Arch {
+	case "", "x86_64":
+	case "arm64":
+		if m.SecureBoot {
+			return errors.New("qemutest: SecureBoot is x86_64 only")
+		}
+		qemu = "qemu-system-aarch64"
+	default:
+		return fmt.Errorf("qemutest: Machine.Arch %q: want x86_64 or arm64", m.Arch)
+	}
 	vars := m.Vars
 	if vars == nil {
 		src := OVMFVars
 		if m.SecureBoot {
 			src = OVMFVarsMS
+		} else if m.Arch == "arm64" {
+			src = AAVMFVars
 		}
 		var err error
 		if vars, err = os.ReadFile(src); err != nil {
@@ -149,7 +231,7 @@ func (m *Machine) Start(ctx context.Context) error {
 	if err := os.WriteFile(m.logPath, nil, 0o644); err != nil {
 		return fmt.Errorf("qemutest: create serial log: %w", err)
 	}
-	m.cmd = exec.CommandContext(ctx, "qemu-system-x86_64", m.args(varsPath)...)
+	m.cmd = exec.CommandContext(ctx, qemu, m.args(varsPath)...)
 	var stderr bytes.Buffer
 	m.cmd.Stderr = &stderr
 	if err := m.cmd.Start(); err != nil {
