@@ -2,18 +2,22 @@ package imagebuilder_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/foxboron/go-uefi/authenticode"
 	uefipkcs7 "github.com/foxboron/go-uefi/pkcs7"
 	"github.com/tinkerbell/ipxedust/binary"
 
 	"github.com/bootpilot/bootpilot/imagebuilder"
+	"github.com/bootpilot/bootpilot/internal/qemutest"
 	"github.com/bootpilot/bootpilot/internal/testenv"
 )
 
@@ -130,5 +134,60 @@ func TestShimRefused(t *testing.T) {
 	c.Shim = shim
 	if _, err := imagebuilder.NewBuilder(c); err != nil {
 		t.Errorf("NewBuilder with a signed x86_64 stand-in shim: %v", err)
+	}
+}
+
+// TestBootQEMUShim boots the shim layout on Secure Boot firmware whose db
+// holds only Microsoft's keys: with our db certificate in MokList, shim runs
+// our iPXE; without it, shim refuses iPXE ("Verification failed") and iPXE
+// never starts.
+func TestBootQEMUShim(t *testing.T) {
+	qemutest.Require(t, true)
+	shim, mm := readFile(t, debianShim), readFile(t, debianMokManager)
+	stock, err := os.ReadFile(qemutest.OVMFVarsMS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mok, err := qemutest.EnrollMOK(stock, mustPKI(t).DB.Cert.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := signedConfig(t)
+	c.Shim, c.MokManager = shim, mm
+	img, _ := mustBuild(t, c, testToken)
+	for _, tc := range []struct {
+		name  string
+		vars  []byte
+		boots bool
+	}{{"mok", mok, true}, {"no-mok", stock, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			iso := writeFile(t, dir, "node01.iso", img)
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+			defer cancel()
+			m := &qemutest.Machine{Dir: dir, ISO: iso, SecureBoot: true, Vars: tc.vars}
+			if err := m.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer m.Kill()
+			start := time.Now()
+			want := `bootpilot stage 0: node01`
+			if !tc.boots {
+				want = `Verification failed`
+			}
+			if _, err := m.WaitFor(ctx, regexp.MustCompile(want)); err != nil {
+				t.Fatalf("%v\nserial log:\n%s", err, m.Log())
+			}
+			t.Logf("%q after %.1fs", want, time.Since(start).Seconds())
+			if !tc.boots {
+				// shim now shows its error box and waits for a key: iPXE,
+				// had it been started, would print within seconds.
+				wait, stop := context.WithTimeout(ctx, 20*time.Second)
+				defer stop()
+				if _, err := m.WaitFor(wait, regexp.MustCompile(`iPXE|bootpilot stage 0`)); err == nil {
+					t.Errorf("iPXE ran without the MOK:\n%s", m.Log())
+				}
+			}
+		})
 	}
 }
