@@ -33,8 +33,8 @@ const (
 	mokManagerName = "mmx64.efi"
 )
 
-// shimArch is the only architecture the shim layout builds.
-const shimArch = "x86_64"
+// ShimArch is the only architecture the shim layout builds.
+const ShimArch = "x86_64"
 
 // peMachine maps our architecture names to PE/COFF machine types
 // (PE format, "Machine Types").
@@ -97,17 +97,17 @@ func checkShim(c Config) error {
 		}
 		return nil
 	}
-	if len(c.Arches) != 1 || c.Arches[0] != shimArch {
-		return fmt.Errorf("imagebuilder: the shim layout is %s only (shimx64); build other architectures without a shim", shimArch)
+	if len(c.Arches) != 1 || c.Arches[0] != ShimArch {
+		return fmt.Errorf("imagebuilder: the shim layout is %s only (shimx64); build other architectures without a shim", ShimArch)
 	}
 	if c.Signer == nil {
 		return errors.New("imagebuilder: the shim layout needs the db key: shim verifies iPXE against MokList and db")
 	}
-	if err := CheckSignedEFI(c.Shim, shimArch); err != nil {
+	if err := CheckSignedEFI(c.Shim, ShimArch); err != nil {
 		return fmt.Errorf("imagebuilder: shim: %w", err)
 	}
 	if c.MokManager != nil {
-		if err := CheckSignedEFI(c.MokManager, shimArch); err != nil {
+		if err := CheckSignedEFI(c.MokManager, ShimArch); err != nil {
 			return fmt.Errorf("imagebuilder: MokManager: %w", err)
 		}
 	}
