@@ -152,15 +152,23 @@ func TestBootQEMUShim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := signedConfig(t)
-	c.Shim, c.MokManager = shim, mm
-	img, _ := mustBuild(t, c, testToken)
 	for _, tc := range []struct {
 		name  string
+		mode  imagebuilder.Mode
 		vars  []byte
 		boots bool
-	}{{"mok", mok, true}, {"no-mok", stock, false}} {
+	}{
+		{"mok", imagebuilder.ModeBinary, mok, true},
+		{"mok-esp-script", imagebuilder.ModeESPScript, mok, true}, // iPXE finds host.ipxe next to grubx64.efi
+		{"no-mok", imagebuilder.ModeBinary, stock, false},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
+			c := signedConfig(t)
+			c.Shim, c.MokManager, c.Mode = shim, mm, tc.mode
+			if tc.mode == imagebuilder.ModeESPScript {
+				c.ScriptSigner = mustPKI(t).Code
+			}
+			img, _ := mustBuild(t, c, testToken)
 			dir := t.TempDir()
 			iso := writeFile(t, dir, "node01.iso", img)
 			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

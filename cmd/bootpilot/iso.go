@@ -406,6 +406,9 @@ func runISOBuild(ctx context.Context, f isoFlags, stdout, stderr io.Writer) erro
 		}
 	}
 	fmt.Fprintln(stdout, isoSummary(total, f.out, b.Config().Signer))
+	if f.shim != "" {
+		fmt.Fprintf(stdout, "BOOTX64.EFI is %s (shim), iPXE is grubx64.efi: hosts boot them only with the db certificate in their MokList or db\n", term(f.shim))
+	}
 	if certNote != "" {
 		fmt.Fprintln(stdout, certNote)
 	}

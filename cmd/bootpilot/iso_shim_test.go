@@ -44,6 +44,9 @@ func TestISOBuildShim(t *testing.T) {
 		"--shim", debianShim, "--mok-manager", debianMokManager}, &stdout, &stderr); err != nil {
 		t.Fatalf("iso build: %v\n%s", err, stderr.String())
 	}
+	if want := "BOOTX64.EFI is " + debianShim + " (shim), iPXE is grubx64.efi"; !strings.Contains(stdout.String(), want) {
+		t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
+	}
 	var manifest struct {
 		ISOs []struct {
 			File, Layout string
