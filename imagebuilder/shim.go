@@ -82,7 +82,10 @@ func CheckSignedEFI(data []byte, arch string) error {
 		if err != nil {
 			return fmt.Errorf("unreadable Authenticode signature: %w", err)
 		}
-		if !a.Algid.Algorithm.Equal(pkcs7.OIDDigestAlgorithmSHA256) || !bytes.Equal(a.Digest, bin.Hash(crypto.SHA256)) {
+		if !a.Algid.Algorithm.Equal(pkcs7.OIDDigestAlgorithmSHA256) {
+			return fmt.Errorf("the Authenticode digest %v is not SHA-256", a.Algid.Algorithm)
+		}
+		if !bytes.Equal(a.Digest, bin.Hash(crypto.SHA256)) {
 			return errors.New("the Authenticode signature does not cover this file (damaged or modified copy?)")
 		}
 	}
