@@ -701,7 +701,7 @@ func newBuilderFromFlags(f isoFlags) (*imagebuilder.Builder, *x509.Certificate, 
 	return b, ca, nil
 }
 
-// Help of --shim and --mok-manager, shared by iso build and serve.
+// Help of iso build's --shim and --mok-manager (serve's are in internal/config).
 const (
 	shimHelp = "Microsoft-signed shim (e.g. Debian's /usr/lib/shim/shimx64.efi.signed) to boot as EFI/BOOT/BOOTX64.EFI; " +
 		"the signed iPXE becomes EFI/BOOT/grubx64.efi and must be trusted through MokList or db (x86_64 only)"

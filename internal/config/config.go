@@ -190,7 +190,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--iso-unsigned contradicts --db-key")
 	}
 	if c.Shim != "" && c.ISOUnsigned {
-		return fmt.Errorf("--iso-unsigned contradicts --shim: shim runs only a signed iPXE")
+		return fmt.Errorf("--iso-unsigned contradicts --shim: under Secure Boot shim runs only a signed iPXE")
 	}
 	if c.RedfishConcurrency < 1 || c.RedfishConcurrency > 10000 {
 		return fmt.Errorf("--redfish-concurrency %d must be 1-10000", c.RedfishConcurrency)
