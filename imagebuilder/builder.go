@@ -9,6 +9,11 @@
 // script embedded; ModeESPScript ("sign once") signs one binary for all hosts
 // whose embedded script loads host.ipxe from the ESP, verifies its detached
 // CMS signature (host.ipxe.sig) against the pinned CA and chains it.
+//
+// Two ESP layouts (shim.go): LayoutIPXE (default) boots iPXE directly;
+// LayoutShim (Config.Shim, x86_64) boots a Microsoft-signed shim that loads
+// our signed iPXE as grubx64.efi, for firmware whose db holds only
+// Microsoft's keys but whose MokList holds the db certificate.
 package imagebuilder
 
 import (
@@ -63,6 +68,13 @@ type Config struct {
 	// Stage0 tunes the stage-0 script (retries, back-off, timeout); its
 	// Host, Token and ServerURL fields are ignored.
 	Stage0 ipxe.Stage0Config
+	// Shim, when set, selects LayoutShim (x86_64 only, signed builds only):
+	// a Microsoft-signed shim, e.g. Debian's shimx64.efi.signed, becomes
+	// EFI/BOOT/BOOTX64.EFI and our signed iPXE EFI/BOOT/grubx64.efi.
+	Shim []byte
+	// MokManager is shim's MokManager (mmx64.efi.signed), put next to the
+	// shim as EFI/BOOT/mmx64.efi; optional, only with Shim.
+	MokManager []byte
 }
 
 // Artifact describes one built ISO.
@@ -72,6 +84,8 @@ type Artifact struct {
 	SignerFingerprint string `json:"signer_fingerprint,omitempty"` // SHA-256 of the db certificate; "" if unsigned
 	CAFingerprint     string `json:"ca_fingerprint"`
 	Mode              string `json:"mode"`
+	Layout            string `json:"layout"`                // LayoutIPXE or LayoutShim
+	ShimSHA256        string `json:"shim_sha256,omitempty"` // SHA-256 of the shim in LayoutShim
 }
 
 // Builder builds ISOs for hosts. It is safe for concurrent use.
@@ -81,6 +95,7 @@ type Builder struct {
 	bins     map[string]*ipxe.Binary // by arch, ModeBinary
 	signedES map[string][]byte       // by arch, ModeESPScript: signed once
 	bufs     sync.Pool               // *[]byte patch buffers
+	shimSum  string                  // hex SHA-256 of c.Shim, "" without one
 }
 
 // espScript is the embedded script of the sign-once binary.
@@ -133,10 +148,14 @@ func NewBuilder(c Config) (*Builder, error) {
 			return nil, fmt.Errorf("imagebuilder: the script signing certificate is not issued by the CA: %w", err)
 		}
 	}
+	if err := checkShim(c); err != nil {
+		return nil, err
+	}
 	if c.Epoch.IsZero() {
 		c.Epoch = DefaultEpoch
 	}
-	b := &Builder{c: c, caFP: ipxe.Fingerprint(c.CACert.Raw), bins: map[string]*ipxe.Binary{}, signedES: map[string][]byte{}}
+	b := &Builder{c: c, caFP: ipxe.Fingerprint(c.CACert.Raw), bins: map[string]*ipxe.Binary{}, signedES: map[string][]byte{},
+		shimSum: shimSHA256(c.Shim)}
 	for _, arch := range c.Arches {
 		if _, err := ipxe.EFIBootName(arch); err != nil {
 			return nil, err
@@ -200,7 +219,11 @@ func (b *Builder) Build(w io.Writer, h host.Host, token string) (Artifact, error
 				return Artifact{}, err
 			}
 		}
-		files = append(files, espFile{Path: "EFI/BOOT/" + name, Data: pe})
+		if b.c.Shim != nil {
+			files = append(files, b.shimFiles(pe)...)
+		} else {
+			files = append(files, espFile{Path: "EFI/BOOT/" + name, Data: pe})
+		}
 	}
 	if b.c.Mode == ModeESPScript {
 		sig, err := signCMS(b.c.ScriptSigner, script, b.c.CACert)
@@ -225,6 +248,11 @@ func (b *Builder) Build(w io.Writer, h host.Host, token string) (Artifact, error
 		SHA256:        hex.EncodeToString(sum.Sum(nil)),
 		CAFingerprint: hex.EncodeToString(b.caFP[:]),
 		Mode:          string(b.c.Mode),
+		Layout:        LayoutIPXE,
+		ShimSHA256:    b.shimSum,
+	}
+	if b.c.Shim != nil {
+		a.Layout = LayoutShim
 	}
 	if b.c.Signer != nil {
 		a.SignerFingerprint = b.c.Signer.Fingerprint()

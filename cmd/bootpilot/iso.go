@@ -44,6 +44,7 @@ type isoFlags struct {
 	mode                        string
 	scriptKey, scriptCert       string
 	ipxeEFI, ipxeSNP            string
+	shim, mokManager            string
 	offline                     bool
 	api, apiToken               string
 	serverCert                  string
@@ -73,6 +74,13 @@ row is bad; every bad row is reported as FILE:LINE: column: reason. A CSV
 field may hold at most 4096 bytes and a line at most 65536.
 Each ISO carries its host's boot token and is written with mode 0600.
 Timestamps inside the ISOs come from SOURCE_DATE_EPOCH when set.
+
+With --shim FILE, BOOTX64.EFI is that Microsoft-signed shim and the signed
+iPXE is grubx64.efi next to it (x86_64 only): for hosts whose firmware db
+holds only Microsoft's keys and whose MokList holds --db-cert; kernels iPXE
+loads then go through shim, so distribution-signed kernels boot unchanged. A
+host whose db and MokList both lack --db-cert stops at shim's "Verification
+failed" prompt instead of booting its disk.
 
 The host of --server-url must be in the server's certificate, or every host
 refuses the server's TLS and boots its disk: the build stops when it is not
@@ -106,6 +114,8 @@ handshake, else from DATA_DIR/server.pem with --from-db).`,
 	fl.StringVar(&f.scriptCert, "script-cert", "", "PEM code-signing certificate (issued by --ca-cert) for esp-script mode")
 	fl.StringVar(&f.ipxeEFI, "ipxe-efi", "", "use this unsigned x86_64 iPXE EFI binary instead of ipxedust's")
 	fl.StringVar(&f.ipxeSNP, "ipxe-efi-arm64", "", "use this unsigned arm64 iPXE EFI binary instead of ipxedust's")
+	fl.StringVar(&f.shim, "shim", "", shimHelp)
+	fl.StringVar(&f.mokManager, "mok-manager", "", mokManagerHelp)
 	fl.BoolVar(&f.offline, "offline", false, "make boot tokens locally and write DIR/hosts-import.json")
 	fl.StringVar(&f.api, "api", "", "server API URL to register hosts and rotate their boot tokens")
 	fl.StringVar(&auth.token, cliFlagToken, "", "admin API token for --api (env "+cliEnvToken+"; prefer the env or --token-file: flags show in ps)")
@@ -396,6 +406,9 @@ func runISOBuild(ctx context.Context, f isoFlags, stdout, stderr io.Writer) erro
 		}
 	}
 	fmt.Fprintln(stdout, isoSummary(total, f.out, b.Config().Signer))
+	if f.shim != "" {
+		fmt.Fprintf(stdout, "BOOTX64.EFI is %s (shim), iPXE is grubx64.efi: hosts boot them only with the db certificate in their MokList or db\n", term(f.shim))
+	}
 	if certNote != "" {
 		fmt.Fprintln(stdout, certNote)
 	}
@@ -671,6 +684,9 @@ func newBuilderFromFlags(f isoFlags) (*imagebuilder.Builder, *x509.Certificate, 
 		}
 		c.IPXE[arch] = data
 	}
+	if c.Shim, c.MokManager, err = loadShim(f.shim, f.mokManager); err != nil {
+		return nil, nil, fmt.Errorf("iso build: %w", err)
+	}
 	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
@@ -683,6 +699,45 @@ func newBuilderFromFlags(f isoFlags) (*imagebuilder.Builder, *x509.Certificate, 
 		return nil, nil, fmt.Errorf("iso build: %w", err)
 	}
 	return b, ca, nil
+}
+
+// Help of iso build's --shim and --mok-manager (serve's are in internal/config).
+const (
+	shimHelp = "Microsoft-signed shim (e.g. Debian's /usr/lib/shim/shimx64.efi.signed) to boot as EFI/BOOT/BOOTX64.EFI; " +
+		"the signed iPXE becomes EFI/BOOT/grubx64.efi and must be trusted through MokList or db (x86_64 only)"
+	mokManagerHelp = "shim's MokManager (e.g. /usr/lib/shim/mmx64.efi.signed) to put next to --shim as EFI/BOOT/mmx64.efi"
+)
+
+// loadShim reads the --shim and --mok-manager files ("" for none) and
+// checks that each is a signed EFI binary for shim's architecture; errors
+// name the flag and the file.
+func loadShim(shimPath, mokPath string) (shim, mok []byte, err error) {
+	if shimPath == "" {
+		if mokPath != "" {
+			return nil, nil, errors.New("--mok-manager needs --shim")
+		}
+		return nil, nil, nil
+	}
+	read := func(flag, path string) ([]byte, error) {
+		if path == "" {
+			return nil, nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %w", flag, err)
+		}
+		if err := imagebuilder.CheckSignedEFI(b, imagebuilder.ShimArch); err != nil {
+			return nil, fmt.Errorf("--%s %s: %w", flag, path, err)
+		}
+		return b, nil
+	}
+	if shim, err = read("shim", shimPath); err != nil {
+		return nil, nil, err
+	}
+	if mok, err = read("mok-manager", mokPath); err != nil {
+		return nil, nil, err
+	}
+	return shim, mok, nil
 }
 
 func loadSignerFiles(keyPath, certPath string) (*imagebuilder.Signer, error) {

@@ -224,7 +224,8 @@ func dataDirSigner(dataDir string, stdout io.Writer, log *slog.Logger) (*imagebu
 
 // isoBuilder returns the builder behind GET /api/v1/hosts/{name}/iso: signed
 // with --db-key, unsigned with --iso-unsigned, otherwise signed with the
-// Secure Boot db key in the data dir (made on first start).
+// Secure Boot db key in the data dir (made on first start); with --shim, in
+// the shim layout.
 func isoBuilder(cfg config.Config, bundle *pki.Bundle, stdout io.Writer, log *slog.Logger) (server.ISOBuilder, error) {
 	ic := imagebuilder.Config{ServerURL: cfg.ExternalURL, CACert: bundle.CA, Unsigned: cfg.ISOUnsigned}
 	switch {
@@ -246,9 +247,17 @@ func isoBuilder(cfg config.Config, bundle *pki.Bundle, stdout io.Writer, log *sl
 			return nil, err
 		}
 	}
+	var err error
+	if ic.Shim, ic.MokManager, err = loadShim(cfg.Shim, cfg.MokManager); err != nil {
+		return nil, err
+	}
 	b, err := imagebuilder.NewBuilder(ic)
 	if err != nil {
 		return nil, err
+	}
+	if ic.Shim != nil {
+		log.Info("ISOs boot --shim, which loads the signed iPXE as grubx64.efi: hosts need the db certificate in MokList (or db)",
+			"shim", cfg.Shim, "mok_manager", cfg.MokManager)
 	}
 	return func(w io.Writer, h host.Host, tok string) error {
 		_, err := b.Build(w, h, tok)

@@ -35,6 +35,8 @@ type Config struct {
 	DBKey          string        // Secure Boot db key (PEM) that signs ISOs served by the API
 	DBCert         string        // its certificate (PEM)
 	ISOUnsigned    bool          // serve unsigned ISOs (no db key); default: sign with --db-key or <DataDir>/db.key
+	Shim           string        // "" or /usr/lib/shim/shimx64.efi.signed: ISOs boot it, with iPXE as grubx64.efi
+	MokManager     string        // "" or /usr/lib/shim/mmx64.efi.signed: put next to Shim
 
 	// Image sources (images.go): where the image cache may fetch from.
 	ImageOrigins      []string // ["https://mirror.example.com", "registry.example.com"]; empty: no remote fetches
@@ -91,6 +93,8 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DBKey, "db-key", c.DBKey, "Secure Boot db key (RSA, PEM) that signs the ISOs GET /api/v1/hosts/{name}/iso builds (default: db.key in --data-dir, made on first start)")
 	fs.StringVar(&c.DBCert, "db-cert", c.DBCert, "certificate (PEM) of --db-key")
 	fs.BoolVar(&c.ISOUnsigned, "iso-unsigned", c.ISOUnsigned, "let GET /api/v1/hosts/{name}/iso build unsigned ISOs, for hosts with Secure Boot off (no db key is made or used)")
+	fs.StringVar(&c.Shim, "shim", c.Shim, "Microsoft-signed shim (e.g. Debian's /usr/lib/shim/shimx64.efi.signed) that the API's ISOs (downloads and virtual media) boot as EFI/BOOT/BOOTX64.EFI, with the signed iPXE as grubx64.efi: for hosts whose MokList (or db) holds the db certificate (x86_64 only)")
+	fs.StringVar(&c.MokManager, "mok-manager", c.MokManager, "shim's MokManager (e.g. /usr/lib/shim/mmx64.efi.signed) to put next to --shim as EFI/BOOT/mmx64.efi")
 	fs.StringVar(&c.SecretKeyFile, "secret-key-file", c.SecretKeyFile, "key file (mode 0600) that encrypts BMC passwords; make one with: bootpilot secret-key init FILE (default: secret.key in --data-dir, made on first start; production keeps it outside, backed up, shared by replicas)")
 	fs.StringVar(&c.AuthConfig, "auth-config", c.AuthConfig, "YAML file: session lifetime, LDAP / Active Directory login and group grants (README: Operators)")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", c.AuditRetention, "delete audit events older than this (e.g. 8760h); 0 keeps them for ever")
@@ -184,6 +188,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DBKey != "" && c.ISOUnsigned {
 		return fmt.Errorf("--iso-unsigned contradicts --db-key")
+	}
+	if c.Shim != "" && c.ISOUnsigned {
+		return fmt.Errorf("--iso-unsigned contradicts --shim: under Secure Boot shim runs only a signed iPXE")
 	}
 	if c.RedfishConcurrency < 1 || c.RedfishConcurrency > 10000 {
 		return fmt.Errorf("--redfish-concurrency %d must be 1-10000", c.RedfishConcurrency)

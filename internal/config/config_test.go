@@ -35,6 +35,7 @@ func TestValidateRefuses(t *testing.T) {
 		"half db key":  func(c *config.Config) { c.DBKey = "k.pem" },
 		"clean prof":   func(c *config.Config) { c.CleanProfile = "Bad Name" },
 		"hold seconds": func(c *config.Config) { c.HoldSeconds = 1 },
+		"shim no key":  func(c *config.Config) { c.Shim, c.ISOUnsigned = "shimx64.efi.signed", true },
 	} {
 		c := config.Default()
 		mut(&c)

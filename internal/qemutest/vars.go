@@ -118,6 +118,22 @@ func align4(n int) int { return (n + 3) &^ 3 }
 // with the old signature lists plus an EFI_CERT_X509 list is appended, as
 // the firmware itself would after an authenticated append.
 func EnrollDB(varsIn []byte, certDER []byte) ([]byte, error) {
+	vars, err := appendX509(varsIn, "db", ImageSecurityDatabaseGUID, 0, certDER)
+	if errors.Is(err, errNoVariable) {
+		return nil, errors.New("qemutest: VARS: no db variable (use a VARS file with Secure Boot keys enrolled, like OVMF_VARS_4M.ms.fd)")
+	}
+	return vars, err
+}
+
+// errNoVariable: appendX509 found no live record to append to.
+var errNoVariable = errors.New("qemutest: VARS: no such variable")
+
+// appendX509 returns a copy of vars in which the variable name (vendor GUID
+// vendor) holds its signature lists plus an EFI_CERT_X509 list with
+// certDER. A live record is marked deleted and its header (attributes,
+// timestamp) reused for the appended one; with no live record, newAttr
+// gives the new variable's attributes, and 0 means errNoVariable.
+func appendX509(varsIn []byte, name string, vendor [16]byte, newAttr uint32, certDER []byte) ([]byte, error) {
 	vars := bytes.Clone(varsIn)
 	list, free, err := Variables(vars)
 	if err != nil {
@@ -127,12 +143,12 @@ func EnrollDB(varsIn []byte, certDER []byte) ([]byte, error) {
 	var old *Variable
 	for i := range list {
 		v := &list[i]
-		if v.State == varAdded && v.Name == "db" && v.GUID == ImageSecurityDatabaseGUID {
+		if v.State == varAdded && v.Name == name && v.GUID == vendor {
 			old = v
 		}
 	}
-	if old == nil {
-		return nil, errors.New("qemutest: VARS: no db variable (use a VARS file with Secure Boot keys enrolled, like OVMF_VARS_4M.ms.fd)")
+	if old == nil && newAttr == 0 {
+		return nil, errNoVariable
 	}
 	// EFI_SIGNATURE_LIST with one EFI_SIGNATURE_DATA.
 	sigSize := 16 + len(certDER)
@@ -143,24 +159,39 @@ func EnrollDB(varsIn []byte, certDER []byte) ([]byte, error) {
 	binary.LittleEndian.PutUint32(sl[24:], uint32(sigSize))
 	copy(sl[28:44], ownerGUID[:])
 	copy(sl[44:], certDER)
-	data := append(bytes.Clone(old.Data), sl...)
+	var data []byte
+	if old != nil {
+		data = bytes.Clone(old.Data)
+	}
+	data = append(data, sl...)
 
-	name := utf16.Encode([]rune("db\x00"))
-	nameSize := 2 * len(name)
+	u := utf16.Encode([]rune(name + "\x00"))
+	nameSize := 2 * len(u)
 	rec := make([]byte, authVarHdrLen+nameSize+len(data))
-	copy(rec, vars[old.Offset:old.Offset+authVarHdrLen]) // StartId, attributes, count, timestamp, key index, GUID
+	if old != nil {
+		copy(rec, vars[old.Offset:old.Offset+authVarHdrLen]) // StartId, attributes, count, timestamp, key index, GUID
+	} else {
+		// AUTHENTICATED_VARIABLE_HEADER: StartId, State, Reserved,
+		// Attributes, MonotonicCount, TimeStamp, PubKeyIndex (all zero),
+		// NameSize, DataSize, VendorGuid.
+		binary.LittleEndian.PutUint16(rec[0:], varStartID)
+		binary.LittleEndian.PutUint32(rec[4:], newAttr)
+		copy(rec[44:60], vendor[:])
+	}
 	rec[2] = varAdded
 	binary.LittleEndian.PutUint32(rec[36:], uint32(nameSize))
 	binary.LittleEndian.PutUint32(rec[40:], uint32(len(data)))
-	for i, c := range name {
+	for i, c := range u {
 		binary.LittleEndian.PutUint16(rec[authVarHdrLen+2*i:], c)
 	}
 	copy(rec[authVarHdrLen+nameSize:], data)
 	if free+len(rec) > end {
-		return nil, fmt.Errorf("qemutest: VARS: no room for a %d-byte db record", len(rec))
+		return nil, fmt.Errorf("qemutest: VARS: no room for a %d-byte %s record", len(rec), name)
 	}
 	copy(vars[free:], rec)
-	vars[old.Offset+2] = varDeleted
+	if old != nil {
+		vars[old.Offset+2] = varDeleted
+	}
 	return vars, nil
 }
 

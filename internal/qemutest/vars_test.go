@@ -75,3 +75,65 @@ func TestEnrollDB(t *testing.T) {
 		t.Error("EnrollDB accepted a VARS file without db")
 	}
 }
+
+// live returns the live records of name (vendor GUID vendor).
+func live(t *testing.T, vars []byte, name string, vendor [16]byte) []qemutest.Variable {
+	t.Helper()
+	list, _, err := qemutest.Variables(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []qemutest.Variable
+	for _, v := range list {
+		if v.Name == name && v.GUID == vendor && v.State == 0x3F {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func TestEnrollMOK(t *testing.T) {
+	vars, err := os.ReadFile(testenv.File(t, qemutest.OVMFVarsMS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(live(t, vars, "MokList", qemutest.ShimLockGUID)); n != 0 {
+		t.Fatalf("stock VARS: %d MokList records", n)
+	}
+	_, _, dbSigs := liveDB(t, vars)
+	certs := [][]byte{[]byte("\x30\x82 one DER certificate stand-in"), []byte("\x30\x82 another")}
+	out := vars
+	for i, cert := range certs {
+		if out, err = qemutest.EnrollMOK(out, cert); err != nil {
+			t.Fatal(err)
+		}
+		mok := live(t, out, "MokList", qemutest.ShimLockGUID)
+		if len(mok) != 1 {
+			t.Fatalf("%d live MokList records, want 1", len(mok))
+		}
+		if mok[0].Attr != 0x3 {
+			t.Errorf("MokList attributes %#x, want NV|BS (0x3): shim deletes a MokList with runtime access", mok[0].Attr)
+		}
+		types, sigs, err := qemutest.SignatureLists(mok[0].Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sigs) != i+1 {
+			t.Fatalf("MokList holds %d certificates, want %d", len(sigs), i+1)
+		}
+		for j := range sigs {
+			if !bytes.Equal(sigs[j], certs[j]) || types[j] != qemutest.CertX509GUID {
+				t.Errorf("MokList entry %d is not X509 certificate %d", j, j)
+			}
+		}
+	}
+	if len(out) != len(vars) {
+		t.Fatalf("size %d, want %d", len(out), len(vars))
+	}
+	if _, _, sigs := liveDB(t, out); len(sigs) != len(dbSigs) {
+		t.Errorf("db holds %d signatures after EnrollMOK, want %d (untouched)", len(sigs), len(dbSigs))
+	}
+	if _, err := qemutest.EnrollMOK(make([]byte, 4096), certs[0]); err == nil {
+		t.Error("EnrollMOK accepted a file with no firmware volume")
+	}
+}
