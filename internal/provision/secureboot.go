@@ -315,8 +315,12 @@ func unsupported(rc *redfish.Client, err error) error {
 // noDatabases is the error of enrolment through a BMC without
 // SecureBootDatabases.
 func noDatabases(bmc string, err error) error {
-	return ErrBMCUnsupported{Msg: fmt.Sprintf("BMC %s has no SecureBootDatabases (Redfish SecureBoot v1.1), so the db "+
-		"certificate cannot be enrolled through it: %s", bmc, manualEnrol), Err: err}
+	what := "has no SecureBootDatabases (Redfish SecureBoot v1.1)"
+	if err != nil {
+		what = "cannot enrol through SecureBootDatabases (" + err.Error() + ")"
+	}
+	return ErrBMCUnsupported{Msg: fmt.Sprintf("BMC %s %s, so the db certificate cannot be enrolled through it: %s",
+		bmc, what, manualEnrol), Err: err}
 }
 
 // BulkSecureBootRequest is a bulk enrolment of the db certificate. It is
