@@ -495,6 +495,7 @@ type MediaResult struct {
 	Expires    time.Time   `json:"media_expires"`         // when the media URL stops working
 	Media      *MediaState `json:"media,omitempty"`       // the slot after the insert, when the BMC says
 	PowerState string      `json:"power_state,omitempty"` // after the restart (via redfish only)
+	EnrollDB   string      `json:"enroll_db,omitempty"`   // with enroll_db: "added" (the restart applies it) or "already in db"
 }
 
 // InsertMedia builds host name's ISO (rotating its boot token), publishes
@@ -588,9 +589,11 @@ func (c *Core) provisionBMC(ctx context.Context, cl Caller, name string, r bmcRu
 				return err
 			}
 			step = "enroll the db certificate"
-			if _, err := c.enrollDB(ctx, cl, rc, name, cert, reason); err != nil {
+			added, err := c.enrollDB(ctx, cl, rc, name, cert, reason)
+			if err != nil {
 				return err
 			}
+			res.EnrollDB = map[bool]string{true: "added", false: "already in db"}[len(added) > 0]
 		}
 		step = "build the ISO"
 		data, err := c.buildISO(ctx, name, cl.record(c.now(), name, auth.RuleFor(auth.OpHostISO).Audit,
