@@ -380,3 +380,38 @@ func TestBulkSecureBootEnroll(t *testing.T) {
 		}
 	}
 }
+
+// TestSecureBootConsole: the host page offers the enrolment to editors
+// (not operators) and the reimage dialog the enrolment before the restart;
+// the button enrols; a BMC without SecureBootDatabases shows why.
+func TestSecureBootConsole(t *testing.T) {
+	cert := testDBCert(t)
+	e := newRFEnv(t, "sqlite", 4096, withDBCert(cert))
+	sim := newSimBMC(t, bmcsim.Quirks{}, nil)
+	e.addHost("node01", mac1, "10.0.2.15/24")
+	e.setSimBMC("node01", sim)
+	admin := newServiceToken(t, e.db, "console-admin", []auth.Grant{{Role: auth.RoleAdmin}})
+	operator := newServiceToken(t, e.db, "console-operator", []auth.Grant{{Role: auth.RoleOperator}})
+
+	_, page := e.doAs(admin, "GET", "/hosts/node01", "", "")
+	if !strings.Contains(page, "Enrol db certificate") || !strings.Contains(page, `name="enroll_db"`) {
+		t.Errorf("the admin's host page lacks the enrolment")
+	}
+	if _, page := e.doAs(operator, "GET", "/hosts/node01", "", ""); strings.Contains(page, "Enrol db certificate") || strings.Contains(page, `name="enroll_db"`) {
+		t.Errorf("the operator's host page offers the enrolment")
+	}
+	if code, _ := e.doAs(operator, "POST", "/hosts/node01/secure-boot", "action=enroll", ""); code != 403 {
+		t.Errorf("operator console enroll = %d, want 403", code)
+	}
+	code, _ := e.doAs(admin, "POST", "/hosts/node01/secure-boot", "action=enroll&reason=console", "")
+	if code != 303 || dbHolds(sim.BMC, cert) != 1 {
+		t.Errorf("console enroll = %d, BMC holds the cert %d times", code, dbHolds(sim.BMC, cert))
+	}
+
+	quirk := newSimBMC(t, bmcsim.Quirks{NoSecureBootDatabases: true}, nil)
+	e.setSimBMC("node01", quirk)
+	code, page = e.doAs(admin, "POST", "/hosts/node01/secure-boot", "action=enroll", "")
+	if code != 409 || !strings.Contains(page, "SecureBootDatabases") || !strings.Contains(page, "mokutil") {
+		t.Errorf("console enroll through a BMC without SecureBootDatabases = %d, want 409 saying why", code)
+	}
+}
