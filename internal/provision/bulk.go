@@ -26,14 +26,15 @@ const (
 )
 
 // Job is a bulk reimage, clean or cancel of an explicit list of hosts,
-// through the hosts' BMCs (via redfish) or by flagging only (via ""). Jobs
+// through the hosts' BMCs (via redfish) or by flagging only (via ""), or a
+// bulk enrolment of the db certificate (StartBulkSecureBoot). Jobs
 // and their hosts' progress live in the database (SharedStore), so every
 // replica lists them; the replica that accepted a job runs it, and when it
 // stops, the sweep of any replica fails the job's unfinished hosts.
 // Finished jobs are kept a day.
 type Job struct {
 	ID       string         `json:"id"`
-	Action   host.Event     `json:"action"` // "reimage", "clean" or "cancel"
+	Action   host.Event     `json:"action"` // "reimage", "clean", "cancel" or "secure-boot-enroll"
 	Via      string         `json:"via"`    // "redfish", or "": flag only
 	Actor    string         `json:"actor"`  // who started it: "ldap:alice"
 	Created  time.Time      `json:"created"`
