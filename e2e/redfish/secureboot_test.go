@@ -228,7 +228,9 @@ func TestSecureBootFactoryKeys(t *testing.T) {
 		"--media-listen", fmt.Sprintf("127.0.0.1:%d", mport), "--media-url", fmt.Sprintf("http://127.0.0.1:%d", mport))
 
 	// Image B boots a marker signed by the db key; the agent's kernel is
-	// re-signed by it too.
+	// re-signed by it too. (Neither iPXE nor the agent prints the Secure
+	// Boot state, and the kernel runs quiet so as not to print its command
+	// line's callback token: (a) and (d) show this firmware enforces.)
 	imgB := markerDisk(t, filepath.Join(dir, "image-b.raw"), signEFI(t, markerEFI(t, "B"), db.Key, db.Cert))
 	kURL, _ := s.imageAdd(signedKernel)
 	iURL, _ := s.imageAdd(initrd)
@@ -316,7 +318,7 @@ func TestSecureBootFactoryKeys(t *testing.T) {
 	vm = m.current()
 	log = waitExit(t, vm, 10*time.Minute)
 	mustMatch(t, "(c) db enrolled", log, `bootpilot stage 0: node01`, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
-		`(?i)secure ?boot( mode)? enabled`, `msg="agent done" after=poweroff`)
+		`msg="agent done" after=poweroff`)
 	mustNotMatch(t, "(c) db enrolled", log, `Access Denied`, `BOOTPILOT-DISK-MARKER`, `level=ERROR`)
 	if h := s.show(); h.State != host.StateReady || h.LastCallback != host.EventInstalled {
 		t.Fatalf("(c): host %s, last callback %q; want ready, installed", h.State, h.LastCallback)
