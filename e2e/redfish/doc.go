@@ -15,5 +15,13 @@
 // node01 on` starts the machine again, and it boots the disk: marker B, with
 // no stage 0 on the console.
 //
+// TestSecureBootFactoryKeys runs a host whose Secure Boot firmware has only
+// Microsoft's keys (OVMF_VARS_4M.ms.fd) and whose disk boots Debian's
+// Microsoft-signed shim, behind a BMC with SecureBootDatabases seeded from
+// that VARS file. The server signs its ISOs with its own db key: the
+// firmware refuses them until the db certificate is enrolled through the
+// BMC; the enrolment takes effect at the next power cycle, when the
+// simulated BMC writes it into the VM's variables and starts QEMU again.
+//
 // Components missing locally skip; with CI=true they fail.
 package redfish

@@ -256,14 +256,18 @@ func (s *server) show() host.Host {
 // machine is the host behind the simulated BMC: a QEMU VM that starts
 // powered off (-S) with an empty CD drive cd0 before the disk. A power-on
 // after the VM powered itself off starts a new QEMU on the same disk, with
-// the CD the BMC says is inserted.
+// the CD the BMC says is inserted. With secureBoot it runs OVMF's Secure
+// Boot firmware on vars, and each new QEMU starts with the variables the
+// last one left (NVRAM survives a power cycle).
 type machine struct {
-	t    *testing.T
-	dir  string
-	disk string
-	port int
-	bmc  func() *bmcsim.BMC
-	sim  *bmcsim.Machine
+	t          *testing.T
+	dir        string
+	disk       string
+	port       int
+	bmc        func() *bmcsim.BMC
+	sim        *bmcsim.Machine
+	secureBoot bool
+	vars       []byte // the first QEMU's VARS file (secureBoot)
 
 	mu   sync.Mutex
 	n    int
@@ -283,9 +287,17 @@ func (m *machine) start(ctx context.Context) error {
 	}
 	m.t.Cleanup(func() { os.RemoveAll(sockDir) })
 	sock := filepath.Join(sockDir, "qmp.sock")
-	vm := &qemutest.Machine{Dir: d, Disks: []string{m.disk}, ForwardTo: m.port, Extra: []string{"-S",
+	vm := &qemutest.Machine{Dir: d, Disks: []string{m.disk}, ForwardTo: m.port, SecureBoot: m.secureBoot, Extra: []string{"-S",
 		"-qmp", "unix:" + sock + ",server=on,wait=off",
 		"-drive", "if=none,id=cdd,media=cdrom,readonly=on", "-device", "ide-cd,drive=cdd,id=cd0,bootindex=1"}}
+	if m.secureBoot {
+		vm.Vars = m.vars
+		if m.vm != nil {
+			if vm.Vars, err = os.ReadFile(varsFile(m.vm)); err != nil {
+				return err
+			}
+		}
+	}
 	vctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	m.t.Cleanup(cancel)
 	if err := vm.Start(vctx); err != nil {
@@ -325,10 +337,64 @@ func (m *machine) powerOn(ctx context.Context) error {
 	return m.sim.QMP.Cont(ctx)
 }
 
+// powerOff quits QEMU and waits until it has exited.
+func (m *machine) powerOff(ctx context.Context) error {
+	vm := m.current()
+	if vm.Exited() {
+		return nil
+	}
+	if err := m.sim.QMP.Quit(ctx); err != nil {
+		return err
+	}
+	for !vm.Exited() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
+// varsFile is where qemutest keeps vm's copy of the UEFI variables.
+func varsFile(vm *qemutest.Machine) string { return filepath.Join(vm.Dir, "OVMF_VARS.fd") }
+
 func (m *machine) current() *qemutest.Machine {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.vm
+}
+
+// serveBMC starts the simulated BMC for m (basic settings from cfg, with
+// asynchronous tasks and media under the system) behind TLS and registers
+// it as node01's BMC.
+func serveBMC(t *testing.T, s *server, dir string, m *machine, cfg bmcsim.Config) (*bmcsim.BMC, *httptest.Server) {
+	t.Helper()
+	cfg.Username, cfg.Password = bmcUser, bmcPass
+	cfg.AsyncTasks, cfg.MediaUnderSystems = true, true
+	m.sim.Attach(&cfg)
+	// A machine that is off is a QEMU waiting in prelaunch: media inserted
+	// after the last one exited goes into a new one.
+	insert := cfg.OnInsert
+	cfg.OnInsert = func(u string) error {
+		if m.current().Exited() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := m.start(ctx); err != nil {
+				return err
+			}
+		}
+		return insert(u)
+	}
+	bmc := bmcsim.New(cfg)
+	bsrv := httptest.NewTLSServer(bmc)
+	bsrv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	t.Cleanup(bsrv.Close)
+	caFile, pwFile := filepath.Join(dir, "bmc-ca.pem"), filepath.Join(dir, "bmc-password")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: bsrv.Certificate().Raw}), 0o644)
+	os.WriteFile(pwFile, []byte(bmcPass), 0o600)
+	s.cli("bmc", "set", "node01", "--url", bsrv.URL, "--username", bmcUser, "--password-file", pwFile,
+		"--bmc-ca-cert", caFile, "--session")
+	return bmc, bsrv
 }
 
 func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
@@ -390,29 +456,13 @@ func TestReimageViaRedfish(t *testing.T) {
 	var bmc *bmcsim.BMC
 	m := &machine{t: t, dir: dir, disk: diskA, port: port, bmc: func() *bmcsim.BMC { return bmc },
 		sim: &bmcsim.Machine{Device: "cd0", Dir: mediaDir, Log: slog.New(slog.DiscardHandler)}}
-	m.sim.PowerOn = m.powerOn
-	m.sim.PowerOff = func(ctx context.Context) error {
-		if vm := m.current(); !vm.Exited() {
-			return m.sim.QMP.Quit(ctx)
-		}
-		return nil
-	}
+	m.sim.PowerOn, m.sim.PowerOff = m.powerOn, m.powerOff
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := m.start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cfg := bmcsim.Config{Username: bmcUser, Password: bmcPass, Quirks: bmcsim.Quirks{AsyncTasks: true, MediaUnderSystems: true}}
-	m.sim.Attach(&cfg)
-	bmc = bmcsim.New(cfg)
-	bsrv := httptest.NewTLSServer(bmc)
-	bsrv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	t.Cleanup(bsrv.Close)
-	caFile, pwFile := filepath.Join(dir, "bmc-ca.pem"), filepath.Join(dir, "bmc-password")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: bsrv.Certificate().Raw}), 0o644)
-	os.WriteFile(pwFile, []byte(bmcPass), 0o600)
-	s.cli("bmc", "set", "node01", "--url", bsrv.URL, "--username", bmcUser, "--password-file", pwFile,
-		"--bmc-ca-cert", caFile, "--session")
+	bmc, _ = serveBMC(t, s, dir, m, bmcsim.Config{})
 	if out := s.cli("bmc", "test", "node01"); !strings.Contains(out, "Off") {
 		t.Fatalf("bmc test: the machine should be off:\n%s", out)
 	}

@@ -1,6 +1,7 @@
 // Package redfish drives a host's BMC over DMTF Redfish: virtual media
 // (insert the host's ISO, verify, eject), the UEFI boot override, power
-// (reset, state) and Secure Boot state. It is built on
+// (reset, state), Secure Boot state and db certificate enrolment through
+// SecureBootDatabases. It is built on
 // github.com/stmcginnis/gofish and exports none of its types.
 //
 // It copes with the usual vendor differences: virtual media listed under
@@ -427,25 +428,8 @@ func (c *Client) PowerState(ctx context.Context) (string, error) {
 // SecureBoot reports whether UEFI Secure Boot is enabled. It returns an
 // *Error wrapping ErrUnsupported when the system has no SecureBoot resource.
 func (c *Client) SecureBoot(ctx context.Context) (bool, error) {
-	const step = "read secure boot"
-	b, err := c.getJSON(ctx, step, c.sys)
-	if err != nil {
-		return false, err
-	}
-	var s struct{ SecureBoot odataID }
-	json.Unmarshal(b, &s)
-	if s.SecureBoot.ID == "" {
-		return false, &Error{BMC: c.bmc, Step: step, Err: fmt.Errorf("%w: no SecureBoot resource", ErrUnsupported)}
-	}
-	var sb *schemas.SecureBoot
-	err = c.call(ctx, func(api *gofish.APIClient) (err error) {
-		sb, err = schemas.GetObject[schemas.SecureBoot](api, s.SecureBoot.ID)
-		return err
-	})
-	if err != nil {
-		return false, c.fail(step, err)
-	}
-	return sb.SecureBootEnable, nil
+	_, sb, err := c.readSecureBoot(ctx, "read secure boot")
+	return sb.SecureBootEnable, err
 }
 
 // Boot returns the system's boot source override.

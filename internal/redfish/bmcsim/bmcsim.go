@@ -1,20 +1,35 @@
 // Package bmcsim is a stateful Redfish service for tests: one computer
-// system behind a BMC, with power, a UEFI boot override, Secure Boot state,
-// virtual media and task monitors, written from the DMTF Redfish schemas
-// (ServiceRoot, SessionService, ComputerSystem, Manager, VirtualMedia,
-// TaskService). It is an http.Handler, so httptest.NewTLSServer(bmc) gives a
+// system behind a BMC, with power, a UEFI boot override, Secure Boot state
+// and key databases, virtual media and task monitors, written from the DMTF
+// Redfish schemas (ServiceRoot, SessionService, ComputerSystem, Manager,
+// VirtualMedia, TaskService, SecureBoot, SecureBootDatabase, Certificate). It is an http.Handler, so httptest.NewTLSServer(bmc) gives a
 // BMC with its own CA.
 //
 // Quirks mimic known vendor differences: virtual media only under the system
 // (MediaUnderSystems), no InsertMedia/EjectMedia actions so clients must
 // PATCH Image (NoInsertAction), a mandatory TransferProtocolType
 // (RequireTransferProtocol), asynchronous actions answered with 202 and a task
-// monitor (AsyncTasks), and a number of initial 503 answers (Flaky5xx).
+// monitor (AsyncTasks), a number of initial 503 answers (Flaky5xx), a
+// SecureBoot resource without SecureBootDatabases as on older BMCs
+// (NoSecureBootDatabases: no link, 404 below it), and certificates listed
+// by fingerprint only (NoCertificateString).
+//
+// Secure Boot: SecureBootDatabases holds PK, KEK, db, dbx and their
+// read-only *Default copies, each with a Certificates collection (GET, POST
+// {"CertificateString": PEM, "CertificateType": "PEM"}, DELETE of a member)
+// and a ResetKeys action; db starts with Config.SecureBootDB. PATCHing
+// SecureBootEnable and changing db are pending, as on real hardware, until
+// the next power cycle (power on from off, or a restart of a system that is
+// on): then OnSecureBoot gets the change before the power or reset hook
+// runs, and SecureBootCurrentBoot follows. When OnSecureBoot fails the
+// change stays pending (State().SecureBootError says why).
 //
 // Hooks let a test drive a real machine: OnInsert gets the image URL (see
 // FetchISO to read it in small ranges as a BMC does, and QMP to put it into
 // a QEMU VM's CD drive), OnReset a restart of a running system and OnPower a
-// power transition. Machine wires all hooks to a QEMU VM through QMP.
+// power transition, OnSecureBoot the Secure Boot change a power cycle applies.
+// Machine wires all hooks to a QEMU VM through QMP (and, with
+// Machine.ApplySecureBoot, restarts the VM on changed UEFI variables).
 package bmcsim
 
 import (
@@ -68,6 +83,12 @@ type Quirks struct {
 	FixedBootMode bool
 	// NoSessions leaves out the SessionService: basic auth only.
 	NoSessions bool
+	// NoSecureBootDatabases leaves out SecureBootDatabases (SecureBoot
+	// v1.0, as older BMCs have): no link, 404 on its paths.
+	NoSecureBootDatabases bool
+	// NoCertificateString lists Secure Boot certificates without
+	// CertificateString: Fingerprint, Subject and Issuer only.
+	NoCertificateString bool
 }
 
 // Config configures a BMC.
@@ -76,8 +97,12 @@ type Config struct {
 	Quirks
 	// PoweredOn is the initial power state.
 	PoweredOn bool
-	// SecureBoot is the Secure Boot state reported by Systems/1/SecureBoot.
+	// SecureBoot is the initial Secure Boot state (SecureBootEnable and
+	// SecureBootCurrentBoot).
 	SecureBoot bool
+	// SecureBootDB is the initial content of db and dbDefault: DER
+	// certificates, as the firmware has them.
+	SecureBootDB [][]byte
 	// OnInsert is called with the image URL when media is inserted. An
 	// error fails the insert as a BMC that cannot read the image would.
 	OnInsert func(imageURL string) error
@@ -88,6 +113,9 @@ type Config struct {
 	OnReset func(kind string)
 	// OnPower is called when the power state changes.
 	OnPower func(on bool)
+	// OnSecureBoot is called at a power cycle with pending Secure Boot
+	// changes, before OnPower or OnReset. An error leaves them pending.
+	OnSecureBoot func(SecureBootChange) error
 }
 
 // Media is the state of one virtual media slot.
@@ -116,6 +144,12 @@ type State struct {
 	SessionAuth  int64 // requests authenticated by X-Auth-Token
 	MediaPatches int64 // PATCHes of a VirtualMedia resource
 	Actions      int64 // media action POSTs
+
+	SecureBootEnable  bool     // SecureBootEnable: what the next power cycle applies
+	SecureBootCurrent bool     // SecureBootCurrentBoot is Enabled
+	SecureBootDB      [][]byte // db as listed (DER), pending changes included
+	SecureBootApplied [][]byte // db as the firmware has it since the last power cycle
+	SecureBootError   string   // the last OnSecureBoot error; "" after a success
 }
 
 // BMC is a simulated Redfish service. Use New; its methods are safe for
@@ -140,6 +174,7 @@ type BMC struct {
 	sessions map[string]string // id → token
 	nextID   int
 	tasks    map[string]*task
+	sb       secureBoot
 }
 
 // task is one asynchronous operation.
@@ -171,6 +206,7 @@ func New(cfg Config) *BMC {
 		},
 		sessions: map[string]string{},
 		tasks:    map[string]*task{},
+		sb:       newSecureBoot(cfg),
 	}
 }
 
@@ -183,6 +219,8 @@ func (b *BMC) State() State {
 		BootedFrom: slices.Clone(b.booted), Resets: slices.Clone(b.resets), Sessions: len(b.sessions),
 		Requests: b.requests.Load(), Failed5xx: b.failed.Load(), BasicAuthOK: b.basicOK.Load(),
 		SessionAuth: b.tokenOK.Load(), MediaPatches: b.patches.Load(), Actions: b.actions.Load(),
+		SecureBootEnable: b.sb.enable, SecureBootCurrent: b.sb.current,
+		SecureBootDB: b.sb.dbs["db"].ders(), SecureBootApplied: slices.Clone(b.sb.applied), SecureBootError: b.sb.applyErr,
 	}
 	for _, m := range b.media {
 		c := *m
@@ -421,14 +459,10 @@ func (b *BMC) route(w http.ResponseWriter, r *http.Request, p string) *apiError 
 		}
 	case p == root+"/Systems/1/Actions/ComputerSystem.Reset" && r.Method == http.MethodPost:
 		return b.reset(w, r)
-	case p == root+"/Systems/1/SecureBoot" && get:
-		m := odata(p, "#SecureBoot.v1_1_0.SecureBoot")
-		m["Id"], m["Name"] = "SecureBoot", "UEFI Secure Boot"
-		m["SecureBootEnable"] = b.cfg.SecureBoot
-		m["SecureBootCurrentBoot"] = map[bool]string{true: "Enabled", false: "Disabled"}[b.cfg.SecureBoot]
-		m["SecureBootMode"] = "DeployedMode"
-		writeJSON(w, 200, m)
-		return nil
+	case strings.HasPrefix(p, root+"/Systems/1/SecureBoot"):
+		if e, ok := b.routeSecureBoot(w, r, p); ok {
+			return e
+		}
 	case p == root+"/Managers" && get:
 		writeJSON(w, 200, collection(p, "#ManagerCollection.ManagerCollection", p+"/1"))
 		return nil
@@ -619,6 +653,7 @@ func (b *BMC) reset(w http.ResponseWriter, r *http.Request) *apiError {
 	kind := in.ResetType
 	var power *bool
 	var restart bool
+	var sbc *SecureBootChange
 	apply := func() *apiError {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -630,6 +665,7 @@ func (b *BMC) reset(w http.ResponseWriter, r *http.Request) *apiError {
 				on := true
 				power = &on
 				b.bootLocked()
+				sbc = b.secureBootChangeLocked(false)
 			}
 		case "ForceOff", "GracefulShutdown":
 			if b.power {
@@ -638,6 +674,7 @@ func (b *BMC) reset(w http.ResponseWriter, r *http.Request) *apiError {
 				power = &off
 			}
 		default: // restarts
+			sbc = b.secureBootChangeLocked(b.power)
 			if b.power {
 				restart = true
 			} else {
@@ -650,6 +687,7 @@ func (b *BMC) reset(w http.ResponseWriter, r *http.Request) *apiError {
 		return nil
 	}
 	hooks := func() {
+		b.applySecureBoot(sbc)
 		if power != nil && b.cfg.OnPower != nil {
 			b.cfg.OnPower(*power)
 		}

@@ -2,6 +2,7 @@ package bmcsim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,11 @@ import (
 // on/off call PowerOn/PowerOff. Give the CD drive a lower bootindex than the
 // disk: OVMF then boots the inserted ISO and falls through to the disk when
 // the drive is empty.
+//
+// Secure Boot changes need ApplySecureBoot, PowerOn and PowerOff: QEMU reads
+// the UEFI variables (the pflash VARS file) only when it starts, so a power
+// cycle with a change stops the VM (PowerOff), writes the change
+// (ApplySecureBoot) and starts it again (PowerOn) instead of a system_reset.
 type Machine struct {
 	QMP      *QMP
 	Device   string                          // qdev id of the CD drive: "cd0"
@@ -25,10 +31,14 @@ type Machine struct {
 	PowerOn  func(ctx context.Context) error // nil: QMP cont (a VM started with -S)
 	PowerOff func(ctx context.Context) error // nil: QMP quit
 	Log      *slog.Logger                    // nil: slog.Default()
+	// ApplySecureBoot writes a change into the VARS file the next PowerOn
+	// starts QEMU with (see qemutest.EnrollDB); nil: changes fail.
+	ApplySecureBoot func(ctx context.Context, c SecureBootChange) error
 
-	mu  sync.Mutex
-	n   int
-	err []error
+	mu      sync.Mutex
+	n       int
+	err     []error
+	stopped bool // a Secure Boot change stopped the VM: the restart starts it
 }
 
 // Attach sets cfg's hooks to drive the machine.
@@ -37,7 +47,22 @@ func (m *Machine) Attach(cfg *Config) {
 	cfg.OnEject = func() {
 		m.record("eject", m.with(func(ctx context.Context) error { return m.QMP.EjectMedium(ctx, m.Device) }))
 	}
-	cfg.OnReset = func(string) { m.record("reset", m.with(m.QMP.SystemReset)) }
+	cfg.OnSecureBoot = func(c SecureBootChange) error {
+		err := m.with(func(ctx context.Context) error { return m.secureBoot(ctx, c) })
+		m.record("secure boot", err)
+		return err
+	}
+	cfg.OnReset = func(string) {
+		m.mu.Lock()
+		stopped := m.stopped
+		m.stopped = false
+		m.mu.Unlock()
+		if stopped {
+			m.record("reset", m.with(m.PowerOn))
+			return
+		}
+		m.record("reset", m.with(m.QMP.SystemReset))
+	}
 	cfg.OnPower = func(on bool) {
 		switch {
 		case on && m.PowerOn != nil:
@@ -91,4 +116,18 @@ func (m *Machine) insert(ctx context.Context, imageURL string) error {
 		return err
 	}
 	return m.QMP.ChangeMedium(ctx, m.Device, dst)
+}
+
+// secureBoot stops the VM and writes the change to its variables.
+func (m *Machine) secureBoot(ctx context.Context, c SecureBootChange) error {
+	if m.ApplySecureBoot == nil || m.PowerOn == nil || m.PowerOff == nil {
+		return errors.New("bmcsim: the machine cannot change Secure Boot variables (set ApplySecureBoot, PowerOn and PowerOff)")
+	}
+	if err := m.PowerOff(ctx); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.stopped = c.Restart
+	m.mu.Unlock()
+	return m.ApplySecureBoot(ctx, c)
 }

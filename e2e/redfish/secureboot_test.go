@@ -1,0 +1,387 @@
+package redfish_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/foxboron/go-uefi/authenticode"
+	uefipkcs7 "github.com/foxboron/go-uefi/pkcs7"
+
+	"github.com/bootpilot/bootpilot/imagebuilder"
+	"github.com/bootpilot/bootpilot/internal/agent/agenttest"
+	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/qemutest"
+	"github.com/bootpilot/bootpilot/internal/redfish"
+	"github.com/bootpilot/bootpilot/internal/redfish/bmcsim"
+	"github.com/bootpilot/bootpilot/internal/testenv"
+)
+
+// shimSigned is Debian's shim (shim-signed), signed by Microsoft's UEFI CA:
+// what a factory-keyed host's installed OS boots first.
+const shimSigned = "/usr/lib/shim/shimx64.efi.signed"
+
+// Firmware log lines.
+const (
+	// reRefused: OVMF refused the CD's BOOTX64.EFI (Secure Boot).
+	reRefused = `failed to (load|start) Boot\d+ "UEFI QEMU DVD-ROM[^\n]*Access Denied`
+	// reShim: the disk's Microsoft-signed shim ran (it has no second stage).
+	reShim = `Failed to open \\EFI\\BOOT\\grubx64\.efi - Not Found`
+	// reNoBoot: the firmware tried every boot option and waits.
+	reNoBoot = `No bootable option or device was found`
+)
+
+// newDBKey makes a self-signed RSA-2048 Secure Boot db key and certificate.
+func newDBKey(t *testing.T, cn string) *imagebuilder.Signer {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-24 * time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &imagebuilder.Signer{Key: key, Cert: cert}
+}
+
+// signEFI Authenticode-signs an unsigned PE binary (SHA-256, no signed
+// attributes).
+func signEFI(t *testing.T, pe []byte, key crypto.Signer, cert *x509.Certificate) []byte {
+	t.Helper()
+	bin, err := authenticode.Parse(bytes.NewReader(pe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bin.Sign(key, cert, uefipkcs7.NoAttr()); err != nil {
+		t.Fatal(err)
+	}
+	return bin.Bytes()
+}
+
+// resignKernel copies the kernel, removes its signature (sbattach
+// --remove) and signs it with s.
+func resignKernel(t *testing.T, dir, kernel string, s *imagebuilder.Signer) string {
+	t.Helper()
+	sbattach := testenv.Tool(t, "sbattach")
+	raw, err := os.ReadFile(kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "vmlinuz-unsigned")
+	if err := os.WriteFile(p, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(sbattach, "--remove", p).CombinedOutput(); err != nil {
+		t.Fatalf("sbattach --remove: %v\n%s", err, out)
+	}
+	unsigned, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "vmlinuz-signed")
+	if err := os.WriteFile(out, signEFI(t, unsigned, s.Key, s.Cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// dbCerts returns the X.509 certificates (DER) in the db variable of an
+// OVMF VARS file.
+func dbCerts(t *testing.T, vars []byte) [][]byte {
+	t.Helper()
+	list, _, err := qemutest.Variables(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var certs [][]byte
+	for _, v := range list {
+		if v.State != 0x3F /* VAR_ADDED */ || v.Name != "db" || v.GUID != qemutest.ImageSecurityDatabaseGUID {
+			continue
+		}
+		types, sigs, err := qemutest.SignatureLists(v.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, typ := range types {
+			if typ == qemutest.CertX509GUID {
+				certs = append(certs, sigs[i])
+			}
+		}
+	}
+	if len(certs) == 0 {
+		t.Fatal("no X.509 certificate in the VARS file's db")
+	}
+	return certs
+}
+
+// applySecureBoot writes a BMC's Secure Boot change into the variables the
+// machine's next QEMU starts with (the last QEMU's, which has exited).
+func (m *machine) applySecureBoot(_ context.Context, c bmcsim.SecureBootChange) error {
+	if !c.Enable || len(c.Removed) > 0 {
+		return errors.New("e2e machine: can only add db certificates with Secure Boot on")
+	}
+	path := varsFile(m.current())
+	vars, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, der := range c.Added {
+		if vars, err = qemutest.EnrollDB(vars, der); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(path, vars, 0o644)
+}
+
+// isoServer serves files from dir over HTTP with byte ranges, as a web
+// server holding someone else's ISO would.
+func isoServer(t *testing.T, dir string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func mustMatch(t *testing.T, what, log string, res ...string) {
+	t.Helper()
+	for _, re := range res {
+		if !regexp.MustCompile(re).MatchString(log) {
+			t.Fatalf("%s: serial log lacks %q:\n%s", what, re, log)
+		}
+	}
+}
+
+func mustNotMatch(t *testing.T, what, log string, res ...string) {
+	t.Helper()
+	for _, re := range res {
+		if regexp.MustCompile(re).MatchString(log) {
+			t.Fatalf("%s: serial log has %q:\n%s", what, re, log)
+		}
+	}
+}
+
+// TestSecureBootFactoryKeys: a host whose firmware has only Microsoft's
+// Secure Boot keys, behind a BMC with SecureBootDatabases. (a) A reimage via
+// Redfish inserts the server's ISO, signed by the organisation's db key: the
+// firmware refuses it (Access Denied) and boots the disk's Microsoft-signed
+// shim; the host stays flagged. (b) The db certificate is enrolled through
+// the BMC: pending until the next power cycle. (c) The next reimage via
+// Redfish power-cycles the host, the firmware takes the new db, the same
+// kind of ISO runs with Secure Boot on and deploys image B with a kernel
+// signed by the db key; the host is ready and boots image B's signed marker.
+// (d) An ISO signed by another key is still refused.
+func TestSecureBootFactoryKeys(t *testing.T) {
+	qemutest.Require(t, true)
+	testenv.Tool(t, "go")
+	testenv.File(t, shimSigned)
+	if buildError != nil {
+		t.Fatal(buildError)
+	}
+	start := time.Now()
+	kernel, modules := agenttest.Kernel(t)
+	dir := t.TempDir()
+	db := newDBKey(t, "bootpilot e2e db")
+	keyFile, certFile := filepath.Join(dir, "db.key"), filepath.Join(dir, "db.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(db.Key.(*rsa.PrivateKey))}), 0o600)
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: db.Cert.Raw}), 0o644)
+	signedKernel := resignKernel(t, dir, kernel, db)
+	initrd := filepath.Join(dir, "agent.cpio.gz")
+	if out, err := exec.Command(bootpilot, "agent", "initramfs", "--kernel", kernel, "--modules", modules,
+		"--agent", agentBin, "--out", initrd).CombinedOutput(); err != nil {
+		t.Fatalf("agent initramfs: %v\n%s", err, out)
+	}
+	port, mport := freePort(t), freePort(t)
+	secretKey := filepath.Join(dir, "secret.key")
+	if _, err := (&server{t: t}).try("secret-key", "init", secretKey); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, filepath.Join(dir, "data"), port, "--db-key", keyFile, "--db-cert", certFile,
+		"--agent-after", "poweroff", "--secret-key-file", secretKey,
+		"--media-listen", fmt.Sprintf("127.0.0.1:%d", mport), "--media-url", fmt.Sprintf("http://127.0.0.1:%d", mport))
+
+	// Image B boots a marker signed by the db key; the agent's kernel is
+	// re-signed by it too. (Neither iPXE nor the agent prints the Secure
+	// Boot state, and the kernel runs quiet so as not to print its command
+	// line's callback token: (a) and (d) show this firmware enforces.)
+	imgB := markerDisk(t, filepath.Join(dir, "image-b.raw"), signEFI(t, markerEFI(t, "B"), db.Key, db.Cert))
+	kURL, _ := s.imageAdd(signedKernel)
+	iURL, _ := s.imageAdd(initrd)
+	bURL, bSHA := s.imageAdd(imgB)
+	s.cli("profile", "add", "deploy", "--installer", "image", "--image", bURL, "--image-sha256", bSHA,
+		"--target-disk", "/dev/vda", "--kernel", kURL, "--initrd", iURL, "--cmdline", "console=ttyS0")
+	s.cli("host", "add", "node01", "--mac", qemutest.DefaultMAC, "--ipv4", qemutest.GuestIP,
+		"--gateway", qemutest.GuestGW, "--dns", qemutest.GuestDNS, "--profile", "deploy")
+
+	// The factory-keyed machine: Microsoft's KEK and db only; its disk
+	// boots Debian's Microsoft-signed shim.
+	shim, err := os.ReadFile(shimSigned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars, err := os.ReadFile(qemutest.OVMFVarsMS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diskA := markerDisk(t, filepath.Join(dir, "disk.img"), shim)
+	mediaDir := filepath.Join(dir, "media")
+	os.MkdirAll(mediaDir, 0o755)
+	var bmc *bmcsim.BMC
+	m := &machine{t: t, dir: dir, disk: diskA, port: port, bmc: func() *bmcsim.BMC { return bmc },
+		sim: &bmcsim.Machine{Device: "cd0", Dir: mediaDir, Log: slog.New(slog.DiscardHandler)}, secureBoot: true, vars: vars}
+	m.sim.PowerOn, m.sim.PowerOff, m.sim.ApplySecureBoot = m.powerOn, m.powerOff, m.applySecureBoot
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	if err := m.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msCerts := dbCerts(t, vars)
+	var bsrv *httptest.Server
+	bmc, bsrv = serveBMC(t, s, dir, m, bmcsim.Config{SecureBoot: true, SecureBootDB: msCerts})
+	ep := redfish.Endpoint{URL: bsrv.URL, Username: bmcUser, Password: bmcPass,
+		CAPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: bsrv.Certificate().Raw}), Logger: slog.New(slog.DiscardHandler)}
+	rc, err := redfish.Dial(ctx, ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	st, err := rc.SecureBootState(ctx)
+	if err != nil || !st.Enabled || !st.Databases || len(st.DB) != len(msCerts) || !strings.Contains(st.DB[0].Subject, "Microsoft") {
+		t.Fatalf("BMC Secure Boot state = %+v, %v; want enabled with the VARS file's Microsoft db", st, err)
+	}
+	t.Logf("setup: %.1fs", time.Since(start).Seconds())
+
+	// (a) The server's ISO is refused; the disk's shim runs.
+	t0 := time.Now()
+	s.cli("host", "reimage", "node01", "--via", "redfish", "--reason", "e2e factory keys")
+	vm := m.current()
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(reNoBoot)); err != nil {
+		t.Fatalf("(a): %v\n%s", err, vm.Log())
+	}
+	log := vm.Log()
+	mustMatch(t, "(a) db not enrolled", log, reRefused, reShim)
+	mustNotMatch(t, "(a) db not enrolled", log, `bootpilot stage 0`)
+	if h := s.show(); h.State != host.StateReimage || h.Attempt != 0 || h.LastCallback != "" {
+		t.Fatalf("(a): host %s attempt %d callback %q; want reimage, 0, none", h.State, h.Attempt, h.LastCallback)
+	}
+	s.cli("host", "power", "node01", "off")
+	t.Logf("(a) reimage refused by factory keys: %.1fs", time.Since(t0).Seconds())
+
+	// (b) Enrol the db certificate through the BMC; it is pending.
+	t0 = time.Now()
+	added, err := rc.EnrollDB(ctx, db.Cert)
+	if err != nil || !added {
+		t.Fatalf("(b) EnrollDB = %v, %v; want added", added, err)
+	}
+	if added, err := rc.EnrollDB(ctx, db.Cert); err != nil || added {
+		t.Fatalf("(b) second EnrollDB = %v, %v; want not added", added, err)
+	}
+	if b := bmc.State(); len(b.SecureBootDB) != len(msCerts)+1 || len(b.SecureBootApplied) != len(msCerts) {
+		t.Fatalf("(b) BMC lists %d db certificates, firmware has %d; want %d pending on %d", len(b.SecureBootDB), len(b.SecureBootApplied), len(msCerts)+1, len(msCerts))
+	}
+	t.Logf("(b) enrol through the BMC: %.1fs", time.Since(t0).Seconds())
+
+	// (c) The next reimage's power-on applies it: the ISO runs and deploys.
+	t0 = time.Now()
+	s.cli("host", "cancel", "node01", "--reason", "e2e: retry after enrolment")
+	s.cli("host", "reimage", "node01", "--via", "redfish", "--reason", "e2e factory keys, db enrolled")
+	if b := bmc.State(); len(b.SecureBootApplied) != len(msCerts)+1 || b.SecureBootError != "" {
+		t.Fatalf("(c) firmware has %d db certificates (error %q), want %d", len(b.SecureBootApplied), b.SecureBootError, len(msCerts)+1)
+	}
+	vm = m.current()
+	log = waitExit(t, vm, 10*time.Minute)
+	mustMatch(t, "(c) db enrolled", log, `bootpilot stage 0: node01`, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
+		`msg="agent done" after=poweroff`)
+	mustNotMatch(t, "(c) db enrolled", log, `Access Denied`, `BOOTPILOT-DISK-MARKER`, `level=ERROR`)
+	if h := s.show(); h.State != host.StateReady || h.LastCallback != host.EventInstalled {
+		t.Fatalf("(c): host %s, last callback %q; want ready, installed", h.State, h.LastCallback)
+	}
+	waitFor(t, "the server to eject the media", time.Minute, func() bool { return !bmc.CD().Inserted })
+	s.cli("host", "power", "node01", "off")
+	s.cli("host", "power", "node01", "on")
+	log = waitExit(t, m.current(), 4*time.Minute)
+	mustMatch(t, "(c) next boot", log, markerLine("B"))
+	mustNotMatch(t, "(c) next boot", log, `Access Denied`, `bootpilot stage 0`)
+	s.cli("host", "power", "node01", "off")
+	t.Logf("(c) reimage with db enrolled → ready → marker B: %.1fs", time.Since(t0).Seconds())
+
+	// (d) An ISO signed by another key is refused; the disk (B) boots.
+	t0 = time.Now()
+	other := newDBKey(t, "someone else's db key")
+	isoDir := filepath.Join(dir, "foreign")
+	os.MkdirAll(isoDir, 0o755)
+	foreignISO(t, filepath.Join(isoDir, "other.iso"), s, other)
+	if err := rc.InsertMedia(ctx, isoServer(t, isoDir).URL+"/other.iso"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.SetBootOverride(ctx, "Cd", "Once"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Reset(ctx, "On"); err != nil {
+		t.Fatal(err)
+	}
+	log = waitExit(t, m.current(), 4*time.Minute)
+	mustMatch(t, "(d) other key", log, reRefused, markerLine("B"))
+	mustNotMatch(t, "(d) other key", log, `bootpilot stage 0`)
+	t.Logf("(d) ISO signed by another key refused: %.1fs", time.Since(t0).Seconds())
+	t.Logf("total: %.1fs", time.Since(start).Seconds())
+
+	for _, err := range m.sim.Errors() {
+		if !strings.HasPrefix(err.Error(), "eject") {
+			t.Errorf("BMC machine hook: %v", err)
+		}
+	}
+}
+
+// foreignISO builds node01's ISO for the server's CA, signed by signer.
+func foreignISO(t *testing.T, path string, s *server, signer *imagebuilder.Signer) {
+	t.Helper()
+	caPEM, err := os.ReadFile(filepath.Join(s.dataDir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(caPEM)
+	ca, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := imagebuilder.NewBuilder(imagebuilder.Config{ServerURL: fmt.Sprintf("https://%s:%d", qemutest.ServerAddr, qemutest.ServerPort),
+		CACert: ca, Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := b.Build(&buf, s.show(), "0123456789abcdef0123456789abcdef"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
