@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -84,7 +85,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 	if err != nil {
 		return err
 	}
-	iso, err := isoBuilder(cfg, bundle, stdout, log)
+	iso, dbCert, err := isoBuilder(cfg, bundle, stdout, log)
 	if err != nil {
 		return err
 	}
@@ -98,10 +99,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 		ISO: iso, Images: cache, Logger: log,
 		MediaURL: cfg.MediaURL, MediaTTL: cfg.MediaTTL, RedfishConcurrency: cfg.RedfishConcurrency,
 		MediaDir: filepath.Join(cfg.DataDir, "media"),
-		DataDir:  cfg.DataDir, MaxConnections: cfg.MaxConnections,
-	}
-	if opt.DBCert, err = serveDBCert(cfg); err != nil {
-		return err
+		DataDir:  cfg.DataDir, MaxConnections: cfg.MaxConnections, DBCert: dbCert,
 	}
 	mediaLn, err := redfishOptions(cfg, &opt, log)
 	if err != nil {
@@ -228,44 +226,50 @@ func dataDirSigner(dataDir string, stdout io.Writer, log *slog.Logger) (*imagebu
 // isoBuilder returns the builder behind GET /api/v1/hosts/{name}/iso: signed
 // with --db-key, unsigned with --iso-unsigned, otherwise signed with the
 // Secure Boot db key in the data dir (made on first start); with --shim, in
-// the shim layout.
-func isoBuilder(cfg config.Config, bundle *pki.Bundle, stdout io.Writer, log *slog.Logger) (server.ISOBuilder, error) {
+// the shim layout. It also returns the db certificate the ISOs are signed
+// with (nil when unsigned): the one `bmc secure-boot NAME enroll` adds to
+// hosts' db through their BMCs.
+func isoBuilder(cfg config.Config, bundle *pki.Bundle, stdout io.Writer, log *slog.Logger) (server.ISOBuilder, *x509.Certificate, error) {
 	ic := imagebuilder.Config{ServerURL: cfg.ExternalURL, CACert: bundle.CA, Unsigned: cfg.ISOUnsigned}
 	switch {
 	case cfg.DBKey != "":
 		key, err := os.ReadFile(cfg.DBKey)
 		if err != nil {
-			return nil, fmt.Errorf("--db-key: %w", err)
+			return nil, nil, fmt.Errorf("--db-key: %w", err)
 		}
 		cert, err := os.ReadFile(cfg.DBCert)
 		if err != nil {
-			return nil, fmt.Errorf("--db-cert: %w", err)
+			return nil, nil, fmt.Errorf("--db-cert: %w", err)
 		}
 		if ic.Signer, err = imagebuilder.LoadSigner(key, cert); err != nil {
-			return nil, fmt.Errorf("--db-key/--db-cert: %w", err)
+			return nil, nil, fmt.Errorf("--db-key/--db-cert: %w", err)
 		}
 	case !cfg.ISOUnsigned:
 		var err error
 		if ic.Signer, err = dataDirSigner(cfg.DataDir, stdout, log); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	var err error
 	if ic.Shim, ic.MokManager, err = loadShim(cfg.Shim, cfg.MokManager); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b, err := imagebuilder.NewBuilder(ic)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if ic.Shim != nil {
 		log.Info("ISOs boot --shim, which loads the signed iPXE as grubx64.efi: hosts need the db certificate in MokList (or db)",
 			"shim", cfg.Shim, "mok_manager", cfg.MokManager)
 	}
+	var cert *x509.Certificate
+	if ic.Signer != nil {
+		cert = ic.Signer.Cert
+	}
 	return func(w io.Writer, h host.Host, tok string) error {
 		_, err := b.Build(w, h, tok)
 		return err
-	}, nil
+	}, cert, nil
 }
 
 // housekeeping deletes long-expired sessions and, with --audit-retention,
