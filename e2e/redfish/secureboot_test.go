@@ -316,7 +316,13 @@ func TestSecureBootFactoryKeys(t *testing.T) {
 		t.Fatalf("(c) firmware has %d db certificates (error %q), want %d", len(b.SecureBootApplied), b.SecureBootError, len(msCerts)+1)
 	}
 	vm = m.current()
-	log = waitExit(t, vm, 10*time.Minute)
+	// Fail fast when the firmware refuses the ISO again (it would then sit
+	// in its boot menu).
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`msg="agent done"|`+reNoBoot)); err != nil {
+		t.Fatalf("(c): %v\n%s", err, vm.Log())
+	}
+	mustNotMatch(t, "(c) db enrolled", vm.Log(), `Access Denied`, reNoBoot)
+	log = waitExit(t, vm, 2*time.Minute)
 	mustMatch(t, "(c) db enrolled", log, `bootpilot stage 0: node01`, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
 		`msg="agent done" after=poweroff`)
 	mustNotMatch(t, "(c) db enrolled", log, `Access Denied`, `BOOTPILOT-DISK-MARKER`, `level=ERROR`)
