@@ -158,6 +158,10 @@ func fill(r server.Route, name string) (path, body string) {
 		body = `{"name":"t-` + fmt.Sprint(time.Now().UnixNano()) + `"}`
 	case r.Path == "/api/v1/hosts/:name/power":
 		body = `{"action":"status"}`
+	case r.Path == "/api/v1/hosts/:name/secure-boot" && r.Method == "POST":
+		body = `{"action":"enroll"}`
+	case r.Path == "/api/v1/bulk/secure-boot-enroll":
+		body = `{"selector":{"names":["` + name + `"]}}`
 	case r.Path == "/api/v1/bulk/:action":
 		body = `{"selector":{"names":["` + name + `"]},"via":"redfish"}`
 	case r.Path == "/api/v1/images/fetch":

@@ -17,7 +17,8 @@ type BMCStore = provision.BMCStore
 // bmcOptions are the core's BMC options from the server's.
 func bmcOptions(o Options) provision.BMCOptions {
 	return provision.BMCOptions{Secrets: o.Secrets, BMCs: o.BMCs, MediaKey: o.MediaKey, MediaURL: o.MediaURL,
-		MediaTTL: o.MediaTTL, MediaDir: o.MediaDir, Concurrency: o.RedfishConcurrency, Endpoint: o.RedfishEndpoint}
+		MediaTTL: o.MediaTTL, MediaDir: o.MediaDir, Concurrency: o.RedfishConcurrency, Endpoint: o.RedfishEndpoint,
+		DBCert: o.DBCert}
 }
 
 func (s *Server) bmcRoutes(e *gin.Engine, api *gin.RouterGroup) {
@@ -31,9 +32,14 @@ func (s *Server) bmcRoutes(e *gin.Engine, api *gin.RouterGroup) {
 	s.handle(api, "POST", "/hosts/:name/media/insert", auth.OpMediaIn, s.insertMedia) // build the ISO and insert it as virtual media
 	s.handle(api, "POST", "/hosts/:name/media/eject", auth.OpMediaOut, s.ejectMedia)  // eject it
 	s.handle(api, "POST", "/hosts/:name/power", auth.OpPower, s.power)                // on, off, restart, status
-	s.handle(api, "POST", "/bulk/:action", auth.OpBulk, s.bulk)                       // reimage or clean many hosts through their BMCs
-	s.handle(api, "GET", "/jobs", auth.OpJobList, s.listJobs)                         // bulk jobs
-	s.handle(api, "GET", "/jobs/:id", auth.OpJobGet, s.getJob)                        // one bulk job, per-host status
+	s.handle(api, "GET", "/hosts/:name/secure-boot", auth.OpSecureBoot, s.secureBoot) // Secure Boot state, org db certificate in db?
+	// enroll the db certificate, enable or disable Secure Boot; each action
+	// is authorized by its own op (OpSecureBootEnable, …: the same permission)
+	s.handle(api, "POST", "/hosts/:name/secure-boot", auth.OpSecureBootEnroll, s.changeSecureBoot)
+	s.handle(api, "POST", "/bulk/:action", auth.OpBulk, s.bulk)                                // reimage or clean many hosts through their BMCs
+	s.handle(api, "POST", "/bulk/secure-boot-enroll", auth.OpBulkSecureBoot, s.bulkSecureBoot) // enroll the db certificate through many BMCs
+	s.handle(api, "GET", "/jobs", auth.OpJobList, s.listJobs)                                  // bulk jobs
+	s.handle(api, "GET", "/jobs/:id", auth.OpJobGet, s.getJob)                                 // one bulk job, per-host status
 }
 
 func (s *Server) putBMC(c *gin.Context) error {
@@ -116,5 +122,40 @@ func (s *Server) ejectMedia(c *gin.Context) error {
 		return err
 	}
 	c.JSON(http.StatusOK, gin.H{"host": name, "media_inserted": false})
+	return nil
+}
+
+func (s *Server) secureBoot(c *gin.Context) error {
+	res, err := s.core.SecureBoot(c.Request.Context(), caller(c), c.Param("name"))
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) changeSecureBoot(c *gin.Context) error {
+	var body provision.SecureBootRequest
+	if err := decodeBody(c, &body); err != nil {
+		return err
+	}
+	res, err := s.core.ChangeSecureBoot(c.Request.Context(), caller(c), c.Param("name"), body)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) bulkSecureBoot(c *gin.Context) error {
+	var body provision.BulkSecureBootRequest
+	if err := decodeBody(c, &body); err != nil {
+		return err
+	}
+	job, err := s.core.StartBulkSecureBoot(c.Request.Context(), caller(c), body)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusAccepted, job)
 	return nil
 }

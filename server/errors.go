@@ -40,6 +40,8 @@ func status(err error) int {
 		return http.StatusForbidden
 	case errors.As(err, new(provision.ErrNotConfigured)):
 		return http.StatusNotImplemented
+	case errors.As(err, new(provision.ErrBMCUnsupported)):
+		return http.StatusConflict // the BMC lacks what the call needs; the message names it and the manual way
 	case errors.Is(err, bootscripts.ErrBusy):
 		return http.StatusServiceUnavailable // every user-template render slot is taken; retry
 	case errors.As(err, new(*redfish.Error)), errors.Is(err, context.DeadlineExceeded):

@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -104,6 +105,7 @@ type Options struct {
 	MediaDir           string                  // where published ISOs are kept as files; "": in memory
 	RedfishConcurrency int                     // BMC operations at once, all BMCs; 0: 50
 	RedfishEndpoint    func(*redfish.Endpoint) // optional tuning of every BMC endpoint (tests)
+	DBCert             *x509.Certificate       // the Secure Boot db certificate ISOs are signed with, enrolled through BMCs; nil: enrolment answers 501
 
 	// TLS session tickets (tls.go). TicketKey is the master key of the
 	// session-ticket keys, derived from the shared secret key

@@ -31,7 +31,8 @@ func newBMCCmd() *cobra.Command {
 			"shows them again.\n\n" + cliConnectionHelp,
 	}
 	f.register(cmd)
-	cmd.AddCommand(newBMCSetCmd(f), newBMCShowCmd(f), newBMCTestCmd(f), newBMCDeleteCmd(f), newBMCJobCmd(f), newBMCRotateKeyCmd())
+	cmd.AddCommand(newBMCSetCmd(f), newBMCShowCmd(f), newBMCTestCmd(f), newBMCDeleteCmd(f), newBMCJobCmd(f), newBMCSecureBootCmd(f),
+		newBMCRotateKeyCmd())
 	return cmd
 }
 

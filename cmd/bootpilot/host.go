@@ -448,7 +448,7 @@ func newHostReimageCmd(f *clientFlags) *cobra.Command {
 	var o client.ReimageOptions
 	var v viaFlags
 	cmd := &cobra.Command{
-		Use:   "reimage NAME… [--profile P] [--reason R] [--via redfish] | --all --profile P --via redfish",
+		Use:   "reimage NAME… [--profile P] [--reason R] [--via redfish [--enroll-db]] | --all --profile P --via redfish [--enroll-db]",
 		Short: "Install the host's profile on its next boot (now, with --via redfish)",
 		Args:  v.args,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -461,12 +461,16 @@ func newHostReimageCmd(f *clientFlags) *cobra.Command {
 			}
 			return hostActionRun(cmd, f, v, "reimage", args[0],
 				func() (host.Host, error) { return c.Reimage(cmd.Context(), args[0], o) },
-				func() (client.ViaResult, error) { return c.ReimageVia(cmd.Context(), args[0], v.via, o) })
+				func() (client.ViaResult, error) {
+					o.EnrollDB = v.enrollDB
+					return c.ReimageVia(cmd.Context(), args[0], v.via, o)
+				})
 		},
 	}
 	cmd.Flags().StringVar(&o.Profile, "profile", "", "install this profile (and make it the host's profile); with --all: hosts with this profile")
 	cmd.Flags().StringVar(&o.Reason, "reason", "", "reason, recorded in the audit log")
 	v.register(cmd)
+	v.registerEnrollDB(cmd)
 	return cmd
 }
 

@@ -64,6 +64,9 @@ func cliPrintMedia(f *clientFlags, out io.Writer, r client.MediaResult) error {
 	}
 	// The slot and the power state are what the BMC said.
 	fmt.Fprintf(out, "%s: ISO inserted in %s (media URL valid until %s)", r.Host, cliCell(slot), cliTime(r.Expires))
+	if r.EnrollDB != "" {
+		fmt.Fprintf(out, ", db certificate %s", r.EnrollDB)
+	}
 	if r.PowerState != "" {
 		fmt.Fprintf(out, ", boot override Cd once, restarted (power %s)", term(r.PowerState))
 	}
@@ -101,10 +104,11 @@ func newHostPowerCmd(f *clientFlags) *cobra.Command {
 
 // viaFlags are the reimage/clean flags for delivery through the BMC and bulk.
 type viaFlags struct {
-	via   string
-	all   bool
-	state string
-	wait  bool
+	via      string
+	all      bool
+	state    string
+	wait     bool
+	enrollDB bool // reimage only (registerEnrollDB)
 }
 
 func (v *viaFlags) register(cmd *cobra.Command) {
@@ -112,6 +116,12 @@ func (v *viaFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&v.all, "all", false, "every host matching --profile and --state (bulk job; needs --via redfish)")
 	cmd.Flags().StringVar(&v.state, "state", "", "with --all: only hosts in this state (default ready)")
 	cmd.Flags().BoolVar(&v.wait, "wait", false, "bulk: wait for the job to finish")
+}
+
+// registerEnrollDB adds --enroll-db (reimage via redfish).
+func (v *viaFlags) registerEnrollDB(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&v.enrollDB, "enroll-db", false, "with --via redfish: first enrol the server's db certificate "+
+		"in the host's Secure Boot db through its BMC (when missing), so the restart applies it")
 }
 
 // args checks the positional arguments against the flags.
@@ -125,6 +135,8 @@ func (v *viaFlags) args(cmd *cobra.Command, args []string) error {
 		return fmt.Errorf("several hosts at once need --via redfish (a bulk job)")
 	case v.via != "" && v.via != "redfish":
 		return fmt.Errorf("--via %q: only redfish is supported", v.via)
+	case v.enrollDB && v.via == "":
+		return fmt.Errorf("--enroll-db needs --via redfish (the BMC enrols the certificate)")
 	}
 	return nil
 }
@@ -138,7 +150,7 @@ func (v *viaFlags) bulk(cmd *cobra.Command, f *clientFlags, c *client.Client, ac
 			sel.State = host.StateReady
 		}
 	}
-	j, err := c.Bulk(cmd.Context(), action, v.via, sel, reason)
+	j, err := c.BulkJob(cmd.Context(), action, client.BulkRequest{Selector: sel, Via: v.via, Reason: reason, EnrollDB: v.enrollDB})
 	if err != nil {
 		return fmt.Errorf("bulk %s: %w", action, err)
 	}

@@ -100,6 +100,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, rea
 		MediaDir: filepath.Join(cfg.DataDir, "media"),
 		DataDir:  cfg.DataDir, MaxConnections: cfg.MaxConnections,
 	}
+	if opt.DBCert, err = serveDBCert(cfg); err != nil {
+		return err
+	}
 	mediaLn, err := redfishOptions(cfg, &opt, log)
 	if err != nil {
 		return err

@@ -46,6 +46,13 @@ func TestScopedGrants(t *testing.T) {
 		{auth.OpProfCreate, nil, "forbidden"}, // global: needs an unscoped grant
 		{auth.OpAuditRead, nil, "forbidden"},
 		{auth.OpProfList, nil, ""},
+		{auth.OpSecureBoot, lab, ""},                  // reading uses the BMC credentials: operate
+		{auth.OpSecureBootEnroll, lab, "forbidden"},   // what the firmware trusts: edit
+		{auth.OpSecureBootEnable, lab, "forbidden"},   //
+		{auth.OpSecureBootDisable, lab, "forbidden"},  //
+		{auth.OpBulkSecureBoot, nil, "forbidden"},     // no grant edits anywhere
+		{auth.OpSecureBootEnroll, infra, "forbidden"}, // visible, not editable
+		{auth.OpSecureBoot, map[string]string{"team": "sec"}, "not found"},
 	}
 	for _, c := range cases {
 		err := id.Authorize(c.op, c.labels)
@@ -93,5 +100,37 @@ func TestSelectors(t *testing.T) {
 	}
 	if g, err := auth.ParseGrant("operator@team=lab"); err != nil || g.String() != "operator@team=lab" {
 		t.Errorf("ParseGrant = %v, %v", g, err)
+	}
+}
+
+// TestSecureBootOps: enrolling a db certificate or switching Secure Boot
+// changes what a host's firmware trusts, so it is an edit (label-scoped
+// grants work); reading the state dials the BMC with its stored
+// credentials, so it is an operation.
+func TestSecureBootOps(t *testing.T) {
+	lab := map[string]string{"team": "lab"}
+	infra := map[string]string{"team": "infra"}
+	editor := auth.Identity{Grants: []auth.Grant{{Role: auth.RoleEditor, Hosts: "team=lab"}}}
+	cases := []struct {
+		op     auth.Op
+		labels map[string]string
+		want   string
+	}{
+		{auth.OpSecureBootEnroll, lab, ""},
+		{auth.OpSecureBootEnable, lab, ""},
+		{auth.OpSecureBootDisable, lab, ""},
+		{auth.OpBulkSecureBoot, nil, ""},
+		{auth.OpSecureBootEnroll, infra, "not found"},
+		{auth.OpSecureBoot, lab, "forbidden"}, // an editor does not operate
+	}
+	for _, c := range cases {
+		err := editor.Authorize(c.op, c.labels)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != c.want {
+			t.Errorf("editor@team=lab Authorize(%s, %v) = %q, want %q", c.op, c.labels, got, c.want)
+		}
 	}
 }

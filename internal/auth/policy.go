@@ -56,13 +56,24 @@ const (
 	OpHostISO     Op = "host.iso"
 	OpBootToken   Op = "host.boot-token"
 
-	OpBMCGet     Op = "bmc.get"
-	OpBMCSet     Op = "bmc.set"
-	OpBMCDelete  Op = "bmc.delete"
-	OpBMCTest    Op = "bmc.test"
-	OpPower      Op = "bmc.power"
-	OpMediaIn    Op = "bmc.media-insert"
-	OpMediaOut   Op = "bmc.media-eject"
+	OpBMCGet    Op = "bmc.get"
+	OpBMCSet    Op = "bmc.set"
+	OpBMCDelete Op = "bmc.delete"
+	OpBMCTest   Op = "bmc.test"
+	OpPower     Op = "bmc.power"
+	OpMediaIn   Op = "bmc.media-insert"
+	OpMediaOut  Op = "bmc.media-eject"
+
+	// Secure Boot through the BMC (secureboot.go in provision): reading it
+	// uses the stored BMC credentials, like bmc.test; changing what the
+	// firmware trusts is an edit. POST /hosts/{name}/secure-boot runs one
+	// of the three changing ops, by its action (the same permission).
+	OpSecureBoot        Op = "bmc.secure-boot"
+	OpSecureBootEnroll  Op = "bmc.secure-boot-enroll"
+	OpSecureBootEnable  Op = "bmc.secure-boot-enable"
+	OpSecureBootDisable Op = "bmc.secure-boot-disable"
+	OpBulkSecureBoot    Op = "bulk.secure-boot-enroll"
+
 	OpBulk       Op = "bulk.start"
 	OpJobList    Op = "job.list"
 	OpJobGet     Op = "job.get"
@@ -125,9 +136,16 @@ var policy = map[Op]Rule{
 	OpPower:     {PermOperate, ScopeHost, "redfish-power"},
 	OpMediaIn:   {PermOperate, ScopeHost, "redfish-insert"},
 	OpMediaOut:  {PermOperate, ScopeHost, "redfish-eject"},
-	OpBulk:      {PermOperate, ScopeHost, "bulk"},
-	OpJobList:   {PermRead, ScopeHost, ""},
-	OpJobGet:    {PermRead, ScopeHost, ""},
+
+	OpSecureBoot:        {PermOperate, ScopeHost, ""},
+	OpSecureBootEnroll:  {PermEdit, ScopeHost, "bmc-secure-boot-enroll"},
+	OpSecureBootEnable:  {PermEdit, ScopeHost, "bmc-secure-boot-enable"},
+	OpSecureBootDisable: {PermEdit, ScopeHost, "bmc-secure-boot-disable"},
+	OpBulkSecureBoot:    {PermEdit, ScopeHost, "bulk"},
+
+	OpBulk:    {PermOperate, ScopeHost, "bulk"},
+	OpJobList: {PermRead, ScopeHost, ""},
+	OpJobGet:  {PermRead, ScopeHost, ""},
 
 	OpVersion:    {PermRead, ScopeSelf, ""},
 	OpProfList:   {PermRead, ScopeSelf, ""},

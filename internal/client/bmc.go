@@ -107,12 +107,55 @@ type Job = provision.Job
 // JobHost is one host of a Job: queued, running, done or failed.
 type JobHost = provision.JobHost
 
+// BulkRequest is a bulk job to start (the server's wire type).
+type BulkRequest = provision.BulkRequest
+
 // Bulk starts a bulk "reimage" or "clean" via "redfish" of the hosts sel
 // picks; the server queues it (one operation per BMC, a global limit).
 func (c *Client) Bulk(ctx context.Context, action, via string, sel Selector, reason string) (Job, error) {
+	return c.BulkJob(ctx, action, BulkRequest{Selector: sel, Via: via, Reason: reason})
+}
+
+// BulkJob is Bulk with every option of the request (EnrollDB).
+func (c *Client) BulkJob(ctx context.Context, action string, r BulkRequest) (Job, error) {
 	var out Job
-	body := provision.BulkRequest{Selector: sel, Via: via, Reason: reason}
-	err := c.do(ctx, http.MethodPost, "/api/v1/bulk/"+url.PathEscape(action), nil, body, &out)
+	err := c.do(ctx, http.MethodPost, "/api/v1/bulk/"+url.PathEscape(action), nil, r, &out)
+	return out, err
+}
+
+// SecureBootStatus is a host's Secure Boot state as its BMC reports it,
+// and whether its db holds the server's db certificate (the server's wire
+// type).
+type SecureBootStatus = provision.SecureBootStatus
+
+// SecureBootRequest is a Secure Boot change (the server's wire type).
+type SecureBootRequest = provision.SecureBootRequest
+
+// SecureBoot reads host name's Secure Boot state through its BMC.
+func (c *Client) SecureBoot(ctx context.Context, name string) (SecureBootStatus, error) {
+	var out SecureBootStatus
+	err := c.do(ctx, http.MethodGet, hostPath(name, "secure-boot"), nil, nil, &out)
+	return out, err
+}
+
+// ChangeSecureBoot enrols the server's db certificate in host name's db
+// ("enroll", then with Enable enables Secure Boot), or enables or disables
+// Secure Boot ("disable" needs a Reason), through its BMC; the answer is
+// the state after.
+func (c *Client) ChangeSecureBoot(ctx context.Context, name string, r SecureBootRequest) (SecureBootStatus, error) {
+	var out SecureBootStatus
+	err := c.do(ctx, http.MethodPost, hostPath(name, "secure-boot"), nil, r, &out)
+	return out, err
+}
+
+// BulkSecureBootRequest is a bulk enrolment (the server's wire type).
+type BulkSecureBootRequest = provision.BulkSecureBootRequest
+
+// BulkSecureBoot starts a job enrolling the server's db certificate
+// through the BMCs of the hosts r selects.
+func (c *Client) BulkSecureBoot(ctx context.Context, r BulkSecureBootRequest) (Job, error) {
+	var out Job
+	err := c.do(ctx, http.MethodPost, "/api/v1/bulk/secure-boot-enroll", nil, r, &out)
 	return out, err
 }
 

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -42,6 +43,11 @@ type BMCOptions struct {
 	MediaDir    string                  // ignored since schema v7: published ISOs live in the database
 	Concurrency int                     // BMC operations at once, all BMCs; 0: 50
 	Endpoint    func(*redfish.Endpoint) // optional tuning of every BMC endpoint (tests)
+
+	// DBCert is the Secure Boot db certificate the ISOs are signed with,
+	// which Secure Boot enrolment adds to hosts' db through their BMCs;
+	// nil: enrolment answers ErrNotConfigured.
+	DBCert *x509.Certificate
 
 	// Shared keeps bulk jobs and published media; nil: Options.Store,
 	// when it implements SharedStore.
@@ -489,6 +495,7 @@ type MediaResult struct {
 	Expires    time.Time   `json:"media_expires"`         // when the media URL stops working
 	Media      *MediaState `json:"media,omitempty"`       // the slot after the insert, when the BMC says
 	PowerState string      `json:"power_state,omitempty"` // after the restart (via redfish only)
+	EnrollDB   string      `json:"enroll_db,omitempty"`   // with enroll_db: "added" (the restart applies it) or "already in db"
 }
 
 // InsertMedia builds host name's ISO (rotating its boot token), publishes
@@ -501,7 +508,7 @@ func (c *Core) InsertMedia(ctx context.Context, cl Caller, name, reason string) 
 	if err := c.readyMedia(); err != nil {
 		return MediaResult{}, err
 	}
-	return c.provisionBMC(ctx, cl, name, false, reason, nil, nil)
+	return c.provisionBMC(ctx, cl, name, bmcRun{reason: reason})
 }
 
 // EjectMedia unpublishes host name's media (its URLs answer 404 from then
@@ -532,36 +539,61 @@ func (c *Core) checkVia(ctx context.Context, name, via string) error {
 }
 
 // viaRedfish finishes a reimage or clean flagged with via redfish (h is the
-// host after it; the caller was authorized by Act): insert the ISO, set a
-// one-time boot override to the CD, restart.
-func (c *Core) viaRedfish(ctx context.Context, cl Caller, h host.Host, reason string) (MediaResult, error) {
+// host after it; the caller was authorized by Act): with EnrollDB enrol the
+// db certificate, then insert the ISO, set a one-time boot override to the
+// CD, restart.
+func (c *Core) viaRedfish(ctx context.Context, cl Caller, h host.Host, o ActionOptions) (MediaResult, error) {
 	if err := c.readyMedia(); err != nil {
 		return MediaResult{}, err
 	}
-	return c.provisionBMC(ctx, cl, h.Name, true, reason, nil, nil)
+	return c.provisionBMC(ctx, cl, h.Name, bmcRun{boot: true, enrollDB: o.EnrollDB, reason: o.Reason})
+}
+
+// bmcRun says what provisionBMC does besides inserting the ISO.
+type bmcRun struct {
+	boot     bool   // set a one-time UEFI boot override to the CD and restart
+	enrollDB bool   // first enrol the db certificate (so that the restart applies it)
+	reason   string // for the audit trail
+
+	// Bulk jobs pass hooks: running is called once the BMC is ours, before
+	// runs first (and may fail the whole thing).
+	running func()
+	before  func() error
 }
 
 // provisionBMC builds host name's ISO (rotating its boot token), publishes
 // it on a signed media URL and inserts it; with boot it also sets a
 // one-time UEFI boot override to the CD and restarts the host (powering it
-// on when off). Each step is audited; a failed BMC step as redfish-failed.
-// Bulk jobs pass hooks: running is called once the BMC is ours, before
-// runs first (and may fail the whole thing).
-func (c *Core) provisionBMC(ctx context.Context, cl Caller, name string, boot bool, reason string,
-	running func(), before func() error) (_ MediaResult, err error) {
+// on when off). With enrollDB it first enrols the db certificate in the
+// host's db (when missing), so that the restart applies it. Each step is
+// audited; a failed BMC step as redfish-failed.
+func (c *Core) provisionBMC(ctx context.Context, cl Caller, name string, r bmcRun) (_ MediaResult, err error) {
 	res := MediaResult{Host: name}
+	reason := r.reason
 	step := "connect to the BMC" // the step that failed, for the audit event; "": not a BMC step
 	defer func() {
 		if step != "" {
 			c.auditFailure(ctx, cl, name, step, err)
 		}
 	}()
-	err = c.dialDo(ctx, name, running, func(rc *redfish.Client) error {
+	err = c.dialDo(ctx, name, r.running, func(rc *redfish.Client) error {
 		step = ""
-		if before != nil {
-			if err := before(); err != nil {
+		if r.before != nil {
+			if err := r.before(); err != nil {
 				return err
 			}
+		}
+		if r.enrollDB {
+			cert, err := c.dbCert()
+			if err != nil {
+				return err
+			}
+			step = "enroll the db certificate"
+			added, err := c.enrollDB(ctx, cl, rc, name, cert, reason)
+			if err != nil {
+				return err
+			}
+			res.EnrollDB = map[bool]string{true: "added", false: "already in db"}[len(added) > 0]
 		}
 		step = "build the ISO"
 		data, err := c.buildISO(ctx, name, cl.record(c.now(), name, auth.RuleFor(auth.OpHostISO).Audit,
@@ -590,7 +622,7 @@ func (c *Core) provisionBMC(ctx context.Context, cl Caller, name string, boot bo
 		if ms, err := rc.MediaStatus(ctx); err == nil {
 			res.Media = viewMedia(ms)
 		}
-		if !boot {
+		if !r.boot {
 			step = ""
 			return nil
 		}

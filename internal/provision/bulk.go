@@ -26,14 +26,15 @@ const (
 )
 
 // Job is a bulk reimage, clean or cancel of an explicit list of hosts,
-// through the hosts' BMCs (via redfish) or by flagging only (via ""). Jobs
+// through the hosts' BMCs (via redfish) or by flagging only (via ""), or a
+// bulk enrolment of the db certificate (StartBulkSecureBoot). Jobs
 // and their hosts' progress live in the database (SharedStore), so every
 // replica lists them; the replica that accepted a job runs it, and when it
 // stops, the sweep of any replica fails the job's unfinished hosts.
 // Finished jobs are kept a day.
 type Job struct {
 	ID       string         `json:"id"`
-	Action   host.Event     `json:"action"` // "reimage", "clean" or "cancel"
+	Action   host.Event     `json:"action"` // "reimage", "clean", "cancel" or "secure-boot-enroll"
 	Via      string         `json:"via"`    // "redfish", or "": flag only
 	Actor    string         `json:"actor"`  // who started it: "ldap:alice"
 	Created  time.Time      `json:"created"`
@@ -154,8 +155,9 @@ type BulkSelector struct {
 // /api/v1/bulk/{reimage,clean,cancel}.
 type BulkRequest struct {
 	Selector BulkSelector `json:"selector"`
-	Via      string       `json:"via"`    // "redfish", or "": flag only
-	Reason   string       `json:"reason"` // for the audit trail
+	Via      string       `json:"via"`                 // "redfish", or "": flag only
+	Reason   string       `json:"reason"`              // for the audit trail
+	EnrollDB bool         `json:"enroll_db,omitempty"` // reimage via redfish: enrol the db certificate before each restart
 }
 
 // BulkEvents lists the events a bulk job can apply.
@@ -198,24 +200,55 @@ func (c *Core) StartBulk(ctx context.Context, cl Caller, e host.Event, r BulkReq
 		return Job{}, host.Invalid("via", "only reimage and clean go via a BMC")
 	case len(r.Reason) > 1000:
 		return Job{}, host.Invalid("reason", "longer than 1000 characters")
+	case r.EnrollDB && (e != host.EventReimage || r.Via != "redfish"):
+		return Job{}, host.Invalid("enroll_db", "only reimage via redfish enrols the db certificate")
 	case c.bmc == nil:
 		return Job{}, ErrNotConfigured{"bulk jobs are not enabled on this server"}
+	}
+	if r.EnrollDB {
+		if err := cl.Authorize(auth.OpBulkSecureBoot, nil); err != nil {
+			return Job{}, err
+		}
+		if _, err := c.dbCert(); err != nil {
+			return Job{}, err
+		}
 	}
 	if r.Via != "" {
 		if err := c.readyMedia(); err != nil {
 			return Job{}, err
 		}
 	}
-	names, err := c.selectHosts(ctx, cl, r.Selector)
+	names, err := c.selectHosts(ctx, cl, auth.OpBulk, r.Selector)
 	if err != nil {
 		return Job{}, err
 	}
+	via := r.Via
+	if via == "" {
+		via = "flag only"
+	}
+	what := fmt.Sprintf("%s via %s", e, via)
+	if r.EnrollDB {
+		what += ", enrolling the db certificate first"
+	}
+	return c.startJob(ctx, cl, string(e), r.Via, names, what, r.Reason, func(ctx context.Context, id string, i int, name string) error {
+		if r.Via == "" {
+			return c.runJobFlag(ctx, cl, id, i, name, e, r.Reason)
+		}
+		return c.runJobSteps(ctx, cl, id, i, name, e, r.EnrollDB, r.Reason)
+	})
+}
+
+// startJob stores a job of action on names, audits its start (bulk, no
+// host) and runs run for each host in the background (runJobHost),
+// heartbeating until all are done. It returns the job, every host queued.
+func (c *Core) startJob(ctx context.Context, cl Caller, action, via string, names []string, what, reason string,
+	run func(ctx context.Context, id string, i int, name string) error) (Job, error) {
 	if c.bmc.shared == nil {
 		return Job{}, errNoSharedStore
 	}
 	id := make([]byte, 8)
 	rand.Read(id)
-	sj := store.Job{ID: hex.EncodeToString(id), Action: string(e), Via: r.Via, Actor: cl.Actor(),
+	sj := store.Job{ID: hex.EncodeToString(id), Action: action, Via: via, Actor: cl.Actor(),
 		Replica: c.bmc.opt.Replica, Created: c.now().UTC()}
 	for _, n := range names {
 		sj.Hosts = append(sj.Hosts, store.JobHost{Host: n, Status: JobQueued})
@@ -223,13 +256,9 @@ func (c *Core) StartBulk(ctx context.Context, cl Caller, e host.Event, r BulkReq
 	if err := c.bmc.shared.CreateJob(ctx, sj); err != nil {
 		return Job{}, err
 	}
-	via := r.Via
-	if via == "" {
-		via = "flag only"
-	}
-	why := fmt.Sprintf("bulk job %s: %s via %s, %d hosts (%s)", sj.ID, e, via, len(names), nameList(names, 20))
-	if r.Reason != "" {
-		why += ": " + r.Reason
+	why := fmt.Sprintf("bulk job %s: %s, %d hosts (%s)", sj.ID, what, len(names), nameList(names, 20))
+	if reason != "" {
+		why += ": " + reason
 	}
 	c.audit(ctx, cl.record(c.now(), "", auth.RuleFor(auth.OpBulk).Audit, why))
 	var wg sync.WaitGroup
@@ -238,12 +267,12 @@ func (c *Core) StartBulk(ctx context.Context, cl Caller, e host.Event, r BulkReq
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.runJobHost(cl, sj.ID, i, n, e, r.Via, r.Reason)
+			c.runJobHost(sj.ID, i, n, run)
 		}()
 	}
 	go func() { wg.Wait(); close(done) }()
 	go c.heartbeat(done)
-	c.log.Info("bulk job queued", "job", sj.ID, "event", e, "hosts", len(names), "actor", cl.Actor(), "request_id", cl.RequestID,
+	c.log.Info("bulk job queued", "job", sj.ID, "event", action, "hosts", len(names), "actor", cl.Actor(), "request_id", cl.RequestID,
 		"replica", c.bmc.opt.Replica)
 	return viewJob(sj, nil), nil // the caller's own selection
 }
@@ -288,8 +317,9 @@ func (c *Core) BulkNames(ctx context.Context, cl Caller, f store.HostFilter, lim
 	return names, nil
 }
 
-// selectHosts resolves sel to host names (see StartBulk).
-func (c *Core) selectHosts(ctx context.Context, cl Caller, sel BulkSelector) ([]string, error) {
+// selectHosts resolves sel to host names (see StartBulk); a selector by
+// profile and/or state selects among the hosts cl may run op on.
+func (c *Core) selectHosts(ctx context.Context, cl Caller, op auth.Op, sel BulkSelector) ([]string, error) {
 	var names []string
 	switch {
 	case len(sel.Names) > 0 && (sel.Profile != "" || sel.State != ""):
@@ -305,7 +335,7 @@ func (c *Core) selectHosts(ctx context.Context, cl Caller, sel BulkSelector) ([]
 			return nil, host.Invalid("selector.state", "%q is not a state", sel.State)
 		}
 		f := store.HostFilter{Profile: sel.Profile, State: sel.State}
-		scopeHosts(&f, cl.Scopes(auth.RuleFor(auth.OpBulk).Perm))
+		scopeHosts(&f, cl.Scopes(auth.RuleFor(op).Perm))
 		hs, err := c.store.ListHosts(ctx, f)
 		if err != nil {
 			return nil, err
@@ -322,21 +352,17 @@ func (c *Core) selectHosts(ctx context.Context, cl Caller, sel BulkSelector) ([]
 	return names, nil
 }
 
-// runJobHost authorizes cl on one host, flags it and runs its BMC
-// sequence, queued behind its BMC's lock and the global limit.
+// runJobHost runs one host of job id (run authorizes the job's starter on
+// it and does the work, queued behind its BMC's lock and the global limit)
+// and records how it ended.
 //
 // When the replica's context ends (BMCOptions.Context) the host is left as
 // it is in the job, as when the replica dies: the sweep of another replica
 // fails it once the job's heartbeats have stopped for the lease.
-func (c *Core) runJobHost(cl Caller, id string, i int, name string, e host.Event, via, reason string) {
+func (c *Core) runJobHost(id string, i int, name string, run func(ctx context.Context, id string, i int, name string) error) {
 	ctx, cancel := context.WithTimeout(c.bmc.opt.Context, 6*time.Hour)
 	defer cancel()
-	var err error
-	if via == "" {
-		err = c.runJobFlag(ctx, cl, id, i, name, e, reason)
-	} else {
-		err = c.runJobSteps(ctx, cl, id, i, name, e, reason)
-	}
+	err := run(ctx, id, i, name)
 	if c.bmc.opt.Context.Err() != nil {
 		c.log.Warn("bulk job: this server stops; the job's sweep will fail the host", "job", id, "host", name)
 		return
@@ -355,37 +381,55 @@ func (c *Core) runJobHost(cl Caller, id string, i int, name string, e host.Event
 	}
 }
 
-func (c *Core) runJobSteps(ctx context.Context, cl Caller, id string, i int, name string, e host.Event, reason string) error {
-	if _, err := c.authorizeHost(ctx, cl, auth.OpBulk, name); err != nil {
-		if errors.Is(err, host.ErrNotFound) {
-			// The same words for a host that does not exist and one the
-			// caller may not see.
-			return fmt.Errorf("host %s: %w", name, errUnknownHost)
+// authorizeJobHost authorizes cl for ops on host name of a job, with the
+// same words for a host that does not exist and one cl may not see.
+func (c *Core) authorizeJobHost(ctx context.Context, cl Caller, name string, ops ...auth.Op) error {
+	for _, op := range ops {
+		if _, err := c.authorizeHost(ctx, cl, op, name); err != nil {
+			if errors.Is(err, host.ErrNotFound) {
+				return fmt.Errorf("host %s: %w", name, errUnknownHost)
+			}
+			return err
 		}
-		return err
 	}
+	return nil
+}
+
+// jobBMC records host name's BMC in job id and returns the hook that marks
+// the host running once its BMC is ours.
+func (c *Core) jobBMC(ctx context.Context, id string, i int, name string) func() {
 	if b, err := c.bmc.bmcs.GetBMC(ctx, name); err == nil {
 		c.updateJobHost(id, i, func(h *store.JobHost) { h.BMC = bmcKey(b.URL) })
 	}
+	return func() {
+		c.updateJobHost(id, i, func(h *store.JobHost) { h.Status, h.Started = JobRunning, c.now().UTC() })
+	}
+}
+
+// runJobSteps authorizes cl on one host, flags it and runs its BMC
+// sequence (with enrollDB, enrolling the db certificate first).
+func (c *Core) runJobSteps(ctx context.Context, cl Caller, id string, i int, name string, e host.Event, enrollDB bool, reason string) error {
+	ops := []auth.Op{auth.OpBulk}
+	if enrollDB {
+		ops = append(ops, auth.OpSecureBootEnroll)
+	}
+	if err := c.authorizeJobHost(ctx, cl, name, ops...); err != nil {
+		return err
+	}
+	running := c.jobBMC(ctx, id, i, name)
 	why := "bulk job " + id
 	if reason != "" {
 		why += ": " + reason
 	}
-	_, err := c.provisionBMC(ctx, cl, name, true, reason,
-		func() {
-			c.updateJobHost(id, i, func(h *store.JobHost) { h.Status, h.Started = JobRunning, c.now().UTC() })
-		},
-		func() error { return c.flag(ctx, cl, name, e, why) })
+	_, err := c.provisionBMC(ctx, cl, name, bmcRun{boot: true, enrollDB: enrollDB, reason: reason, running: running,
+		before: func() error { return c.flag(ctx, cl, name, e, why) }})
 	return err
 }
 
 // runJobFlag authorizes cl on one host and applies e to it, nothing more
 // (a bulk job via "").
 func (c *Core) runJobFlag(ctx context.Context, cl Caller, id string, i int, name string, e host.Event, reason string) error {
-	if _, err := c.authorizeHost(ctx, cl, auth.OpBulk, name); err != nil {
-		if errors.Is(err, host.ErrNotFound) {
-			return fmt.Errorf("host %s: %w", name, errUnknownHost)
-		}
+	if err := c.authorizeJobHost(ctx, cl, name, auth.OpBulk); err != nil {
 		return err
 	}
 	c.updateJobHost(id, i, func(h *store.JobHost) { h.Status, h.Started = JobRunning, c.now().UTC() })

@@ -276,6 +276,7 @@ type ActionOptions struct {
 	Reason      string `json:"reason,omitempty"`       // for the audit trail
 	ThenInstall bool   `json:"then_install,omitempty"` // clean: reimage after a successful clean
 	Via         string `json:"via,omitempty"`          // reimage/clean: "redfish" inserts the ISO and restarts
+	EnrollDB    bool   `json:"enroll_db,omitempty"`    // reimage via redfish: enrol the db certificate through the BMC before the restart
 }
 
 // check refuses options the event does not take.
@@ -296,6 +297,9 @@ func (o ActionOptions) check(e host.Event) error {
 	}
 	if o.Via != "" && e != host.EventReimage && e != host.EventClean {
 		return host.Invalid("via", "only reimage and clean go via a BMC")
+	}
+	if o.EnrollDB && (e != host.EventReimage || o.Via != "redfish") {
+		return host.Invalid("enroll_db", "only reimage via redfish enrols the db certificate")
 	}
 	return nil
 }
@@ -342,6 +346,14 @@ func (c *Core) Act(ctx context.Context, cl Caller, name string, e host.Event, o 
 	if err := c.checkProfile(ctx, o.Profile); err != nil {
 		return ActResult{}, err
 	}
+	if o.EnrollDB {
+		if err := cl.Authorize(auth.OpSecureBootEnroll, labelsOf(h)); err != nil {
+			return ActResult{}, err
+		}
+		if _, err := c.dbCert(); err != nil {
+			return ActResult{}, err
+		}
+	}
 	if o.Via != "" {
 		if err := c.checkVia(ctx, name, o.Via); err != nil {
 			return ActResult{}, err
@@ -354,6 +366,11 @@ func (c *Core) Act(ctx context.Context, cl Caller, name string, e host.Event, o 
 	h, err = c.store.UpdateHost(ctx, name, func(h *host.Host) ([]host.Record, error) {
 		if err := cl.Authorize(op, labelsOf(*h)); err != nil {
 			return nil, err // relabelled meanwhile
+		}
+		if o.EnrollDB {
+			if err := cl.Authorize(auth.OpSecureBootEnroll, labelsOf(*h)); err != nil {
+				return nil, err
+			}
 		}
 		return c.admin(h, e, o, known, cl)
 	})
@@ -369,7 +386,7 @@ func (c *Core) Act(ctx context.Context, cl Caller, name string, e host.Event, o 
 	}
 	res := ActResult{Host: h, Changed: changed}
 	if o.Via != "" {
-		mr, err := c.viaRedfish(ctx, cl, h, o.Reason)
+		mr, err := c.viaRedfish(ctx, cl, h, o)
 		if err != nil {
 			return res, fmt.Errorf("host %s is flagged %s, but the BMC sequence failed (it installs on its next boot from the ISO; cancel to undo): %w", h.Name, h.State, err)
 		}

@@ -112,14 +112,15 @@ type hostView struct {
 
 // hostAction is one action button on a host page.
 type hostAction struct {
-	Label   string // "Reimage"
-	Op      string // "host.reimage"
-	Path    string // "/hosts/node01/reimage"
-	Dialog  string // the dialog's id
-	Hidden  map[string]string
-	Via     bool   // offers "via Redfish"
-	Danger  bool   // shown in red
-	Confirm string // the dialog's question
+	Label    string // "Reimage"
+	Op       string // "host.reimage"
+	Path     string // "/hosts/node01/reimage"
+	Dialog   string // the dialog's id
+	Hidden   map[string]string
+	Via      bool   // offers "via Redfish"
+	EnrollDB bool   // offers "enrol the db certificate first" (reimage via Redfish)
+	Danger   bool   // shown in red
+	Confirm  string // the dialog's question
 }
 
 // actions lists the host page's action buttons (templates show those the
@@ -130,8 +131,10 @@ func actions(name string) []hostAction {
 		return hostAction{Label: label, Op: string(provision.OpOf(e)), Path: base + "/" + string(e), Dialog: "dlg-" + string(e),
 			Via: via, Danger: danger, Confirm: q}
 	}
+	reimage := ev("Reimage", host.EventReimage, true, true, "Reinstall "+name+" on its next boot? Its disk is overwritten.")
+	reimage.EnrollDB = true
 	return []hostAction{
-		ev("Reimage", host.EventReimage, true, true, "Reinstall "+name+" on its next boot? Its disk is overwritten."),
+		reimage,
 		ev("Clean", host.EventClean, true, true, "Wipe "+name+"'s disks on its next boot?"),
 		ev("Cancel", host.EventCancel, false, false, "Cancel the pending action on "+name+"? It boots its disk again."),
 		ev("Retry", host.EventRetry, false, true, "Retry "+name+"'s failed action?"),
@@ -148,6 +151,10 @@ func actions(name string) []hostAction {
 			Confirm: "Build " + name + "'s ISO (its boot token changes) and insert it as virtual media?"},
 		{Label: "Eject media", Op: "bmc.media-eject", Path: base + "/media/eject", Dialog: "dlg-media-eject",
 			Confirm: "Eject the virtual media of " + name + "?"},
+		{Label: "Enrol db certificate", Op: "bmc.secure-boot-enroll", Path: base + "/secure-boot", Dialog: "dlg-secure-boot-enroll",
+			Hidden: map[string]string{"action": "enroll"},
+			Confirm: "Add the server's Secure Boot db certificate (the one its ISOs are signed with) to " + name +
+				"'s db through its BMC, if missing? It takes effect at the next restart."},
 	}
 }
 
@@ -257,7 +264,7 @@ func (c *Console) hostAction(e host.Event) func(*gin.Context) error {
 	return func(g *gin.Context) error {
 		name := g.Param("name")
 		_, err := c.core.Act(g.Request.Context(), caller(g), name, e, provision.ActionOptions{
-			Reason: g.PostForm("reason"), Via: g.PostForm("via")})
+			Reason: g.PostForm("reason"), Via: g.PostForm("via"), EnrollDB: g.PostForm("enroll_db") == "true"})
 		return c.afterAction(g, name, string(e), err)
 	}
 }
@@ -286,6 +293,8 @@ func (c *Console) afterAction(g *gin.Context, name, what string, err error) erro
 		status = http.StatusBadRequest
 	case errors.As(err, &nc):
 		status = http.StatusNotImplemented
+	case errors.As(err, new(provision.ErrBMCUnsupported)):
+		status = http.StatusConflict // the BMC lacks it; the message says what to do instead
 	case !errors.Is(err, host.ErrConflict) && !errors.Is(err, host.ErrInvalidTransition):
 		status = http.StatusBadGateway
 	}
@@ -311,6 +320,22 @@ func (c *Console) hostPower(g *gin.Context) error {
 	name, action := g.Param("name"), g.PostForm("action")
 	_, err := c.core.Power(g.Request.Context(), caller(g), name, provision.PowerRequest{Action: action, Reason: g.PostForm("reason")})
 	return c.afterAction(g, name, "power "+action, err)
+}
+
+// hostSecureBoot answers POST /hosts/{name}/secure-boot (form: action
+// enroll, enable or disable; reason).
+func (c *Console) hostSecureBoot(g *gin.Context) error {
+	name, action := g.Param("name"), g.PostForm("action")
+	res, err := c.core.ChangeSecureBoot(g.Request.Context(), caller(g), name, provision.SecureBootRequest{Action: action, Reason: g.PostForm("reason")})
+	what := "secure boot " + action
+	switch {
+	case err != nil:
+	case len(res.Changes) > 0:
+		what = strings.Join(res.Changes, ", ") + "; " + provision.PendingRestartMessage
+	case action == "enroll":
+		what = "db certificate already in db"
+	}
+	return c.afterAction(g, name, what, err)
 }
 
 // hostMediaIn answers POST /hosts/{name}/media/insert.

@@ -37,8 +37,9 @@ func init() {
 			{"POST", "/hosts/:name/power", auth.OpPower, c.hostPower}, // power on, off, restart through the BMC
 			{"POST", "/hosts/:name/media/insert", auth.OpMediaIn, c.hostMediaIn},
 			{"POST", "/hosts/:name/media/eject", auth.OpMediaOut, c.hostMediaOut},
-			{"GET", "/hosts/new", auth.OpHostList, c.hostNewPage},   // the create form (the POST checks the permission)
-			{"POST", "/hosts/new", auth.OpHostCreate, c.hostCreate}, // register a host
+			{"POST", "/hosts/:name/secure-boot", auth.OpSecureBootEnroll, c.hostSecureBoot}, // enrol the db certificate (or enable, disable: their own ops)
+			{"GET", "/hosts/new", auth.OpHostList, c.hostNewPage},                           // the create form (the POST checks the permission)
+			{"POST", "/hosts/new", auth.OpHostCreate, c.hostCreate},                         // register a host
 		}
 	})
 	pageRoutes = append(pageRoutes, func(c *Console) []route {

@@ -11,9 +11,16 @@ import (
 	"github.com/bootpilot/bootpilot/internal/auth"
 )
 
-// hostButtons are the host page's action buttons, in page order.
-var hostButtons = []string{"Reimage", "Clean", "Cancel", "Retry", "Hold", "Release", "Adopt",
-	"Power on", "Power off", "Restart", "Insert media", "Eject media", "Download ISO"}
+// hostButtons are the host page's action buttons an operator sees, in
+// page order; editors see editButtons (what the firmware trusts is an
+// edit), admins all of them.
+var (
+	hostButtons = []string{"Reimage", "Clean", "Cancel", "Retry", "Hold", "Release", "Adopt",
+		"Power on", "Power off", "Restart", "Insert media", "Eject media", "Download ISO"}
+	editButtons  = []string{"Enrol db certificate"}
+	adminButtons = []string{"Reimage", "Clean", "Cancel", "Retry", "Hold", "Release", "Adopt",
+		"Power on", "Power off", "Restart", "Insert media", "Eject media", "Enrol db certificate", "Download ISO"}
+)
 
 // visibleButtons returns the labels of the host page's action buttons.
 func visibleButtons(b *browser) []string {
@@ -40,8 +47,8 @@ func TestBrowserRoles(t *testing.T) {
 	}{
 		{"vera", nil, false},
 		{"otto", hostButtons, false},
-		{"edna", nil, true},
-		{"alma", hostButtons, true},
+		{"edna", editButtons, true},
+		{"alma", adminButtons, true},
 		{"olga", nil, false}, // operator elsewhere, viewer here
 	} {
 		t.Run(tc.user, func(t *testing.T) {

@@ -54,8 +54,8 @@ func TestBrowserDirectoryUser(t *testing.T) {
 	a.login("alice", dir.Password("alice"))
 	a.navigate("/hosts/lab01")
 	a.waitText("#host-state", "ready", 10*time.Second)
-	if got := visibleButtons(a); len(got) != 0 {
-		t.Errorf("alice (editor) sees action buttons %q", got)
+	if got := visibleButtons(a); !slices.Equal(got, editButtons) {
+		t.Errorf("alice (editor) sees action buttons %q, want %q", got, editButtons)
 	}
 	if !eval[bool](a, `!!document.querySelector("form#edit")`) {
 		t.Error("alice (editor) does not see the edit form")
