@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/bootpilot/bootpilot/imagebuilder"
 	"github.com/bootpilot/bootpilot/internal/agent/agenttest"
+	"github.com/bootpilot/bootpilot/internal/client"
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/qemutest"
 	"github.com/bootpilot/bootpilot/internal/redfish"
@@ -192,8 +194,9 @@ func mustNotMatch(t *testing.T, what, log string, res ...string) {
 // Secure Boot keys, behind a BMC with SecureBootDatabases. (a) A reimage via
 // Redfish inserts the server's ISO, signed by the organisation's db key: the
 // firmware refuses it (Access Denied) and boots the disk's Microsoft-signed
-// shim; the host stays flagged. (b) The db certificate is enrolled through
-// the BMC: pending until the next power cycle. (c) The next reimage via
+// shim; the host stays flagged. (b) `bootpilot bmc secure-boot node01
+// enroll` adds the db certificate through the BMC, once: pending until the
+// next power cycle. (c) The next reimage via
 // Redfish power-cycles the host, the firmware takes the new db, the same
 // kind of ISO runs with Secure Boot on and deploys image B with a kernel
 // signed by the db key; the host is ready and boots image B's signed marker.
@@ -296,17 +299,21 @@ func TestSecureBootFactoryKeys(t *testing.T) {
 
 	// (b) Enrol the db certificate through the BMC; it is pending.
 	t0 = time.Now()
-	added, err := rc.EnrollDB(ctx, db.Cert)
-	if err != nil || !added {
-		t.Fatalf("(b) EnrollDB = %v, %v; want added", added, err)
+	before := s.secureBoot("status")
+	if !before.Databases || before.DBCert == nil || before.DBCert.InDB || len(before.DB) != len(msCerts) || before.PendingRestart {
+		t.Fatalf("(b) secure-boot status before = %+v; want databases, the Microsoft db without ours, nothing pending", before)
 	}
-	if added, err := rc.EnrollDB(ctx, db.Cert); err != nil || added {
-		t.Fatalf("(b) second EnrollDB = %v, %v; want not added", added, err)
+	after := s.secureBoot("enroll", "--reason", "e2e factory keys")
+	if !after.DBCert.InDB || len(after.Changes) != 1 || !after.PendingRestart || !strings.Contains(after.Message, "restart") {
+		t.Fatalf("(b) secure-boot enroll = %+v; want ours in db, one change, pending restart", after)
+	}
+	if again := s.secureBoot("enroll"); len(again.Changes) != 0 || !again.DBCert.InDB {
+		t.Fatalf("(b) second enroll = %+v; want no change", again)
 	}
 	if b := bmc.State(); len(b.SecureBootDB) != len(msCerts)+1 || len(b.SecureBootApplied) != len(msCerts) {
 		t.Fatalf("(b) BMC lists %d db certificates, firmware has %d; want %d pending on %d", len(b.SecureBootDB), len(b.SecureBootApplied), len(msCerts)+1, len(msCerts))
 	}
-	t.Logf("(b) enrol through the BMC: %.1fs", time.Since(t0).Seconds())
+	t.Logf("(b) bootpilot bmc secure-boot node01 enroll: %.1fs", time.Since(t0).Seconds())
 
 	// (c) The next reimage's power-on applies it: the ISO runs and deploys.
 	t0 = time.Now()
@@ -316,7 +323,13 @@ func TestSecureBootFactoryKeys(t *testing.T) {
 		t.Fatalf("(c) firmware has %d db certificates (error %q), want %d", len(b.SecureBootApplied), b.SecureBootError, len(msCerts)+1)
 	}
 	vm = m.current()
-	log = waitExit(t, vm, 10*time.Minute)
+	// Fail fast when the firmware refuses the ISO again (it would then sit
+	// in its boot menu).
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`msg="agent done"|`+reNoBoot)); err != nil {
+		t.Fatalf("(c): %v\n%s", err, vm.Log())
+	}
+	mustNotMatch(t, "(c) db enrolled", vm.Log(), `Access Denied`, reNoBoot)
+	log = waitExit(t, vm, 2*time.Minute)
 	mustMatch(t, "(c) db enrolled", log, `bootpilot stage 0: node01`, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
 		`msg="agent done" after=poweroff`)
 	mustNotMatch(t, "(c) db enrolled", log, `Access Denied`, `BOOTPILOT-DISK-MARKER`, `level=ERROR`)
@@ -353,11 +366,26 @@ func TestSecureBootFactoryKeys(t *testing.T) {
 	t.Logf("(d) ISO signed by another key refused: %.1fs", time.Since(t0).Seconds())
 	t.Logf("total: %.1fs", time.Since(start).Seconds())
 
+	if evs := s.cli("host", "events", "node01"); !strings.Contains(evs, "bmc-secure-boot-enroll") {
+		t.Errorf("events lack the enrolment (bmc-secure-boot-enroll):\n%s", evs)
+	}
 	for _, err := range m.sim.Errors() {
 		if !strings.HasPrefix(err.Error(), "eject") {
 			t.Errorf("BMC machine hook: %v", err)
 		}
 	}
+}
+
+// secureBoot runs `bootpilot bmc secure-boot node01 ACTION` and decodes its
+// JSON answer.
+func (s *server) secureBoot(action string, args ...string) client.SecureBootStatus {
+	s.t.Helper()
+	var st client.SecureBootStatus
+	out := s.cli(append([]string{"bmc", "secure-boot", "node01", action, "-o", "json"}, args...)...)
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		s.t.Fatalf("bmc secure-boot %s: %v\n%s", action, err, out)
+	}
+	return st
 }
 
 // foreignISO builds node01's ISO for the server's CA, signed by signer.
