@@ -33,12 +33,13 @@ const LoadOrderFile = "/lib/modules/load-order"
 
 // DefaultModules are the drivers packed when Options.Modules is empty:
 // virtio (QEMU/KVM), the common Intel, Broadcom and Mellanox NICs, NVMe,
-// AHCI/SATA, SCSI disks and RAID HBAs, and 802.1Q VLANs. Names missing from
-// a kernel's modules (or built in) are skipped.
+// AHCI/SATA, SCSI disks and RAID HBAs, 802.1Q VLANs, and efivarfs (the agent
+// reads the firmware's Secure Boot state from it). Names missing from a
+// kernel's modules (or built in) are skipped.
 var DefaultModules = []string{
 	"virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi",
 	"e1000", "e1000e", "igb", "ixgbe", "i40e", "ice", "bnxt_en", "tg3", "mlx5_core",
-	"nvme", "ahci", "sd_mod", "megaraid_sas", "mpt3sas", "8021q",
+	"nvme", "ahci", "sd_mod", "megaraid_sas", "mpt3sas", "8021q", "efivarfs",
 }
 
 // Options says what goes into the ramdisk.

@@ -215,7 +215,7 @@ func TestBuildRealKernel(t *testing.T) {
 			t.Errorf("%s (%d, %v) must load before %s (%d, %v)", chain[i-1], a, okA, chain[i], b, okB)
 		}
 	}
-	for _, mod := range []string{"virtio_blk", "virtio_scsi", "e1000", "e1000e", "igb", "ixgbe", "mlx5_core", "nvme", "nvme_core", "ahci", "libata", "sd_mod", "scsi_mod", "8021q"} {
+	for _, mod := range []string{"virtio_blk", "virtio_scsi", "e1000", "e1000e", "igb", "ixgbe", "mlx5_core", "nvme", "nvme_core", "ahci", "libata", "sd_mod", "scsi_mod", "8021q", "efivarfs"} {
 		if _, ok := pos[mod]; !ok {
 			t.Errorf("module %s missing from the load order", mod)
 		}
