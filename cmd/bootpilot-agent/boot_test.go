@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -166,6 +167,10 @@ func (v *vm) bootDrive(t *testing.T, kernel, initrd, task, driveOpts string) {
 	if !strings.Contains(string(serial), `msg="agent done" after=poweroff`) {
 		t.Errorf("serial log lacks the agent's final line")
 	}
+	// -kernel boots through SeaBIOS: no UEFI, no efivarfs.
+	if !strings.Contains(string(serial), `msg=firmware secure_boot="not UEFI" setup_mode="not UEFI"`) {
+		t.Errorf("serial log lacks the agent's firmware line (not UEFI)")
+	}
 	// The kernel itself prints its command line (hence the token) unless
 	// booted with quiet; the agent must never print it.
 	for _, l := range strings.Split(string(serial), "\n") {
@@ -197,6 +202,9 @@ func (v *vm) result(t *testing.T) agenttest.Callback {
 		if c.Event == "progress" {
 			progress++
 		}
+	}
+	if !slices.ContainsFunc(v.rec.Calls(), func(c agenttest.Callback) bool { return c.Detail == "firmware: not UEFI, no Secure Boot" }) {
+		t.Errorf("no progress callback with the firmware's state; got %+v", v.rec.Calls())
 	}
 	if progress == 0 {
 		t.Error("no progress callbacks")

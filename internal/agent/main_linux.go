@@ -68,6 +68,8 @@ func (a *runner) run(ctx context.Context) error {
 	}
 	n, err := LoadModules(LoadOrderFile, a.log)
 	a.log.Info("modules loaded", "count", n, "err", err)
+	fw := ReadFirmware(EFIDir, mountEFIVars) // after the modules: efivarfs is one
+	a.log.Info("firmware", fw.logAttrs()...)
 	if !cfg.Network.Addr.IsValid() || (cfg.Network.MAC == nil && cfg.Network.Interface == "") {
 		return perr
 	}
@@ -83,6 +85,7 @@ func (a *runner) run(ctx context.Context) error {
 		return perr
 	}
 	a.rep.Progress(ctx, fmt.Sprintf("agent started: task %s, network %s on %s (%.1fs after init)", cfg.Task, cfg.Network.Addr, ifname, time.Since(start).Seconds()))
+	a.rep.Progress(ctx, fw.String())
 	disks := a.settleDisks(30 * time.Second)
 	var list []string
 	for _, d := range disks {

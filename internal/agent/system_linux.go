@@ -85,6 +85,16 @@ func mountBase() error {
 	return nil
 }
 
+// mountEFIVars mounts efivarfs on dir, read-only: the agent never writes
+// UEFI variables. Already mounted (EBUSY) is fine.
+func mountEFIVars(dir string) error {
+	err := unix.Mount("efivarfs", dir, "efivarfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	if err != nil && !errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("agent: mount efivarfs on %s: %w", dir, err)
+	}
+	return nil
+}
+
 // ConfigureNetwork brings up the NIC with n.MAC (or n.Interface), optionally
 // a VLAN on it, the static address, the default route, the host name and
 // /etc/resolv.conf under root. It waits up to wait for the NIC to appear and
