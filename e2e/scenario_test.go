@@ -121,10 +121,13 @@ func TestDeploy(t *testing.T) {
 	log := startVM(t, dir, "boot1-deploy", iso, disk, port, bootOpts{}).finishAgent(t, limitAgent)
 	s.logHandshakes(t, "the deploy boot", hs) // iPXE: one pooled connection; see TestIPXEResumesTLS
 	mustContain(t, "deploy", log, reStage0, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
-		`detail="writing zstd image`, `msg="agent done" after=reboot`)
+		`msg=firmware secure_boot=disabled`, `detail="writing zstd image`, `msg="agent done" after=reboot`)
 	mustNotContain(t, "deploy", log, `BOOTPILOT-DISK-MARKER`, reGiveUp, `level=ERROR`)
 	if testing.Verbose() {
 		t.Logf("serial log of the deploy boot:\n%s", log)
+	}
+	if evs := s.cli("host", "events", "node01"); !strings.Contains(evs, "firmware: UEFI, Secure Boot disabled") {
+		t.Errorf("events lack the agent's firmware report:\n%s", evs)
 	}
 	h := wantState(t, s, host.StateReady)
 	if h.LastCallback != host.EventInstalled {

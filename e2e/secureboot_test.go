@@ -171,13 +171,16 @@ func TestSecureBoot(t *testing.T) {
 
 	log = startVM(t, dir, "boot-signed-deploy", iso, disk, port, sb).finishAgent(t, limitAgent)
 	mustContain(t, "signed ISO", log, reStage0, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
-		`detail="writing zstd image`, `msg="agent done" after=reboot`)
+		`msg=firmware secure_boot=enabled setup_mode=disabled`, `detail="writing zstd image`, `msg="agent done" after=reboot`)
 	mustNotContain(t, "signed ISO", log, `Access Denied`, `BOOTPILOT-DISK-MARKER`, `level=ERROR`)
 	h := wantState(t, s, host.StateReady)
 	if h.LastCallback != host.EventInstalled {
 		t.Errorf("after deploy: last callback %q, want installed", h.LastCallback)
 	}
 	checkDeployed(t, disk, markerB)
+	if evs := s.cli("host", "events", "node01"); !strings.Contains(evs, "firmware: UEFI, Secure Boot enabled, setup mode disabled") {
+		t.Errorf("events lack the agent's firmware report:\n%s", evs)
+	}
 
 	log = startVM(t, dir, "boot-signed-local", iso, disk, port, sb).finish(t, limitLocal)
 	mustContain(t, "signed ISO, localboot", log, reStage0, `bootpilot: booting the local disk`, markerLine("B"))

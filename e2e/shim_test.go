@@ -118,7 +118,7 @@ func TestShim(t *testing.T) {
 	sb := bootOpts{secureBoot: true, vars: mok}
 	log = startVM(t, dir, "boot-shim-deploy", iso, disk, port, sb).finishAgent(t, limitAgent)
 	mustContain(t, "shim deploy", log, reStage0, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
-		`msg="modules loaded"`, `detail="writing zstd image`, `msg="agent done" after=reboot`)
+		`msg="modules loaded"`, `msg=firmware secure_boot=enabled setup_mode=disabled`, `detail="writing zstd image`, `msg="agent done" after=reboot`)
 	mustNotContain(t, "shim deploy", log, `Verification failed`, `Access Denied`, `BOOTPILOT-DISK-MARKER`, `level=ERROR`)
 	h := wantState(t, s, host.StateReady)
 	if h.LastCallback != host.EventInstalled {

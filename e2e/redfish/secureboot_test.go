@@ -331,7 +331,7 @@ func TestSecureBootFactoryKeys(t *testing.T) {
 	mustNotMatch(t, "(c) db enrolled", vm.Log(), `Access Denied`, reNoBoot)
 	log = waitExit(t, vm, 2*time.Minute)
 	mustMatch(t, "(c) db enrolled", log, `bootpilot stage 0: node01`, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
-		`msg="agent done" after=poweroff`)
+		`msg=firmware secure_boot=enabled setup_mode=disabled`, `msg="agent done" after=poweroff`)
 	mustNotMatch(t, "(c) db enrolled", log, `Access Denied`, `BOOTPILOT-DISK-MARKER`, `level=ERROR`)
 	if h := s.show(); h.State != host.StateReady || h.LastCallback != host.EventInstalled {
 		t.Fatalf("(c): host %s, last callback %q; want ready, installed", h.State, h.LastCallback)
