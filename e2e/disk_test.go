@@ -1,9 +1,6 @@
 package e2e_test
 
 import (
-	"bytes"
-	"crypto"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
@@ -12,8 +9,6 @@ import (
 	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/partition/gpt"
-	"github.com/foxboron/go-uefi/authenticode"
-	uefipkcs7 "github.com/foxboron/go-uefi/pkcs7"
 
 	"github.com/bootpilot/bootpilot/imagebuilder"
 	"github.com/bootpilot/bootpilot/ipxe"
@@ -36,23 +31,7 @@ func markerEFI(x string, s *imagebuilder.Signer) ([]byte, error) {
 	if err != nil || s == nil {
 		return efi, err
 	}
-	return signEFI(efi, s.Key, s.Cert)
-}
-
-// signEFI Authenticode-signs an unsigned PE binary (SHA-256, no signed
-// attributes).
-func signEFI(pe []byte, key crypto.Signer, cert *x509.Certificate) ([]byte, error) {
-	bin, err := authenticode.Parse(bytes.NewReader(pe))
-	if err != nil {
-		return nil, fmt.Errorf("parse PE: %w", err)
-	}
-	if sigs, err := bin.Signatures(); err == nil && len(sigs) > 0 {
-		return nil, fmt.Errorf("refusing to sign an already signed binary")
-	}
-	if _, err := bin.Sign(key, cert, uefipkcs7.NoAttr()); err != nil {
-		return nil, fmt.Errorf("authenticode sign: %w", err)
-	}
-	return bin.Bytes(), nil
+	return s.SignPE(efi)
 }
 
 // Disk layout shared by every marker disk and image, so that two of them

@@ -2,47 +2,18 @@ package e2e_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/bootpilot/bootpilot/imagebuilder"
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/qemutest"
-	"github.com/bootpilot/bootpilot/internal/testenv"
 )
-
-// newDBKey makes a self-signed RSA-2048 Secure Boot db key and certificate.
-func newDBKey(t *testing.T, cn string) *imagebuilder.Signer {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-24 * time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &imagebuilder.Signer{Key: key, Cert: cert}
-}
 
 // writeSigner writes s as PEM key and certificate files into dir.
 func writeSigner(t *testing.T, dir string, s *imagebuilder.Signer) (keyFile, certFile string) {
@@ -50,30 +21,6 @@ func writeSigner(t *testing.T, dir string, s *imagebuilder.Signer) (keyFile, cer
 	k := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(s.Key.(*rsa.PrivateKey))})
 	c := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Cert.Raw})
 	return writeFile(t, dir, "db.key", k), writeFile(t, dir, "db.pem", c)
-}
-
-// resignKernel copies the Debian kernel, removes Debian's signature
-// (sbattach --remove) and signs it with s.
-func resignKernel(t *testing.T, dir, kernel string, s *imagebuilder.Signer) string {
-	t.Helper()
-	sbattach := testenv.Tool(t, "sbattach")
-	raw, err := os.ReadFile(kernel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := writeFile(t, dir, "vmlinuz-unsigned", raw)
-	if out, err := exec.Command(sbattach, "--remove", p).CombinedOutput(); err != nil {
-		t.Fatalf("sbattach --remove: %v\n%s", err, out)
-	}
-	unsigned, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, err := signEFI(unsigned, s.Key, s.Cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writeFile(t, dir, "vmlinuz-signed", signed)
 }
 
 // foreignISO builds node01's ISO in-process for the server's CA: unsigned
@@ -112,7 +59,7 @@ func TestSecureBoot(t *testing.T) {
 	scenario(t)
 	dir := t.TempDir()
 	port := freePort(t)
-	db := newDBKey(t, "bootpilot e2e db")
+	db := qemutest.NewDBKey(t, "bootpilot e2e db")
 	keyFile, certFile := writeSigner(t, dir, db)
 	stock, err := os.ReadFile(qemutest.OVMFVarsMS)
 	if err != nil {
@@ -131,7 +78,7 @@ func TestSecureBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kernel := resignKernel(t, dir, a.kernel, db)
+	kernel := qemutest.ResignKernel(t, dir, a.kernel, db)
 
 	s := startServer(t, filepath.Join(dir, "data"), port, "--db-key", keyFile, "--db-cert", certFile, "--agent-after", "reboot")
 	imgB := filepath.Join(dir, "image-b.raw.zst")
@@ -149,7 +96,7 @@ func TestSecureBoot(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		signer *imagebuilder.Signer
-	}{{"unsigned", nil}, {"other-key", newDBKey(t, "someone else's db key")}} {
+	}{{"unsigned", nil}, {"other-key", qemutest.NewDBKey(t, "someone else's db key")}} {
 		iso := foreignISO(t, dir, c.name+".iso", s, c.signer)
 		log := startVM(t, dir, "boot-"+c.name, iso, disk, port, sb).finish(t, limitLocal)
 		mustContain(t, c.name+" ISO", log, refused, markerLine("A"))

@@ -66,7 +66,7 @@ func TestShim(t *testing.T) {
 	scenario(t)
 	dir := t.TempDir()
 	port := freePort(t)
-	db := newDBKey(t, "bootpilot e2e db (MOK)")
+	db := qemutest.NewDBKey(t, "bootpilot e2e db (MOK)")
 	keyFile, certFile := writeSigner(t, dir, db)
 	msOnly, err := os.ReadFile(qemutest.OVMFVarsMS)
 	if err != nil {

@@ -177,7 +177,7 @@ func NewBuilder(c Config) (*Builder, error) {
 				return nil, err
 			}
 			if c.Signer != nil {
-				if pe, err = signPE(c.Signer, pe); err != nil {
+				if pe, err = c.Signer.SignPE(pe); err != nil {
 					return nil, err
 				}
 			}
@@ -274,5 +274,5 @@ func (b *Builder) patchAndSign(arch string, script []byte) ([]byte, error) {
 	if b.c.Signer == nil {
 		return bytes.Clone(*bp), nil
 	}
-	return signPE(b.c.Signer, *bp)
+	return b.c.Signer.SignPE(*bp)
 }

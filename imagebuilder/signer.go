@@ -94,9 +94,10 @@ func CertFingerprint(c *x509.Certificate) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// signPE Authenticode-signs an unsigned PE/COFF binary with SHA-256 and no
-// signed attributes, so the result is deterministic.
-func signPE(s *Signer, pe []byte) ([]byte, error) {
+// SignPE Authenticode-signs an unsigned PE/COFF binary with SHA-256 and no
+// signed attributes, so the result is deterministic; an already signed
+// binary is refused.
+func (s *Signer) SignPE(pe []byte) ([]byte, error) {
 	bin, err := authenticode.Parse(bytes.NewReader(pe))
 	if err != nil {
 		return nil, fmt.Errorf("imagebuilder: parse EFI binary: %w", err)

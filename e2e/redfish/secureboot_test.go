@@ -3,17 +3,13 @@ package redfish_test
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,9 +19,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/foxboron/go-uefi/authenticode"
-	uefipkcs7 "github.com/foxboron/go-uefi/pkcs7"
 
 	"github.com/bootpilot/bootpilot/imagebuilder"
 	"github.com/bootpilot/bootpilot/internal/agent/agenttest"
@@ -50,70 +43,6 @@ const (
 	// reNoBoot: the firmware tried every boot option and waits.
 	reNoBoot = `No bootable option or device was found`
 )
-
-// newDBKey makes a self-signed RSA-2048 Secure Boot db key and certificate.
-func newDBKey(t *testing.T, cn string) *imagebuilder.Signer {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-24 * time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &imagebuilder.Signer{Key: key, Cert: cert}
-}
-
-// signEFI Authenticode-signs an unsigned PE binary (SHA-256, no signed
-// attributes).
-func signEFI(t *testing.T, pe []byte, key crypto.Signer, cert *x509.Certificate) []byte {
-	t.Helper()
-	bin, err := authenticode.Parse(bytes.NewReader(pe))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bin.Sign(key, cert, uefipkcs7.NoAttr()); err != nil {
-		t.Fatal(err)
-	}
-	return bin.Bytes()
-}
-
-// resignKernel copies the kernel, removes its signature (sbattach
-// --remove) and signs it with s.
-func resignKernel(t *testing.T, dir, kernel string, s *imagebuilder.Signer) string {
-	t.Helper()
-	sbattach := testenv.Tool(t, "sbattach")
-	raw, err := os.ReadFile(kernel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "vmlinuz-unsigned")
-	if err := os.WriteFile(p, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(sbattach, "--remove", p).CombinedOutput(); err != nil {
-		t.Fatalf("sbattach --remove: %v\n%s", err, out)
-	}
-	unsigned, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "vmlinuz-signed")
-	if err := os.WriteFile(out, signEFI(t, unsigned, s.Key, s.Cert), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // dbCerts returns the X.509 certificates (DER) in the db variable of an
 // OVMF VARS file.
@@ -211,11 +140,11 @@ func TestSecureBootFactoryKeys(t *testing.T) {
 	start := time.Now()
 	kernel, modules := agenttest.Kernel(t)
 	dir := t.TempDir()
-	db := newDBKey(t, "bootpilot e2e db")
+	db := qemutest.NewDBKey(t, "bootpilot e2e db")
 	keyFile, certFile := filepath.Join(dir, "db.key"), filepath.Join(dir, "db.pem")
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(db.Key.(*rsa.PrivateKey))}), 0o600)
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: db.Cert.Raw}), 0o644)
-	signedKernel := resignKernel(t, dir, kernel, db)
+	signedKernel := qemutest.ResignKernel(t, dir, kernel, db)
 	initrd := filepath.Join(dir, "agent.cpio.gz")
 	if out, err := exec.Command(bootpilot, "agent", "initramfs", "--kernel", kernel, "--modules", modules,
 		"--agent", agentBin, "--out", initrd).CombinedOutput(); err != nil {
@@ -234,7 +163,11 @@ func TestSecureBootFactoryKeys(t *testing.T) {
 	// re-signed by it too. (Neither iPXE nor the agent prints the Secure
 	// Boot state, and the kernel runs quiet so as not to print its command
 	// line's callback token: (a) and (d) show this firmware enforces.)
-	imgB := markerDisk(t, filepath.Join(dir, "image-b.raw"), signEFI(t, markerEFI(t, "B"), db.Key, db.Cert))
+	markerB, err := db.SignPE(markerEFI(t, "B"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgB := markerDisk(t, filepath.Join(dir, "image-b.raw"), markerB)
 	kURL, _ := s.imageAdd(signedKernel)
 	iURL, _ := s.imageAdd(initrd)
 	bURL, bSHA := s.imageAdd(imgB)
@@ -347,7 +280,7 @@ func TestSecureBootFactoryKeys(t *testing.T) {
 
 	// (d) An ISO signed by another key is refused; the disk (B) boots.
 	t0 = time.Now()
-	other := newDBKey(t, "someone else's db key")
+	other := qemutest.NewDBKey(t, "someone else's db key")
 	isoDir := filepath.Join(dir, "foreign")
 	os.MkdirAll(isoDir, 0o755)
 	foreignISO(t, filepath.Join(isoDir, "other.iso"), s, other)
