@@ -43,6 +43,13 @@
 //     by the agent built for arm64 on Debian's arm64 kernel, unpacked into
 //     /opt/bootpilot-e2e/linux-arm64 (or E2E_ARM64_KERNEL_ROOT) by dpkg -x
 //     and depmod -b.
+//  10. the shim layout (`serve --shim`): Microsoft-only db, our db
+//     certificate in MokList only → Debian's shim → our iPXE → Debian's
+//     kernel as Debian signed it → the agent deploys; without the MOK, shim
+//     stops at "Verification failed" and iPXE never runs.
+//
+// Every deploy under Secure Boot also checks the agent's own report of the
+// firmware's state (`msg=firmware secure_boot=enabled`).
 //
 // Run with `go test ./e2e/` (or `make e2e`); components missing locally
 // skip, with CI=true they fail. Two scenarios run at a time. TestMain builds
@@ -50,5 +57,6 @@
 // E2E_BIN_DIR=dir uses prebuilt ones (dir/bootpilot, dir/bootpilot-agent)
 // instead. Debian packages: qemu-system-x86, ovmf, socat, sbsigntool,
 // linux-image-amd64, debian-installer-12-netboot-amd64, qemu-system-arm,
-// qemu-efi-aarch64 (and linux-image-<ver>-arm64, unpacked, not installed).
+// qemu-efi-aarch64, shim-signed, shim-helpers-amd64-signed (and
+// linux-image-<ver>-arm64, unpacked, not installed).
 package e2e
