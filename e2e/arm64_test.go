@@ -42,7 +42,7 @@ const arm64KernelRoot = "/opt/bootpilot-e2e/linux-arm64"
 // locally, fail in CI) and returns the arm64 marker program A.
 func requireArm64(t *testing.T) []byte {
 	t.Helper()
-	qemutest.RequireArm64(t)
+	qemutest.RequireArm64(t, false)
 	testenv.Tool(t, "go")
 	if buildError != nil {
 		t.Fatal(buildError)
@@ -126,23 +126,29 @@ func newArm64MarkerDisk(t *testing.T, dir, name string, efi []byte) string {
 }
 
 // arm64ISO registers node01 (with profile, may be empty) through
-// `bootpilot iso build --api` and returns its unsigned arm64 ISO (a fresh
-// boot token).
-func (s *server) arm64ISO(dir, profile string) string {
+// `bootpilot iso build --api` and returns its arm64 ISO (a fresh boot
+// token): unsigned, or signed with the sign flags (--db-key F --db-cert F).
+func (s *server) arm64ISO(dir, profile string, sign ...string) string {
 	s.t.Helper()
+	if len(sign) == 0 {
+		sign = []string{"--unsigned"}
+	}
 	csv := writeFile(s.t, dir, "hosts.csv", []byte(fmt.Sprintf("name,mac,ipv4,gateway,dns,profile\nnode01,%s,%s,%s,%s,%s\n",
 		qemutest.DefaultMAC, qemutest.GuestIP, qemutest.GuestGW, qemutest.GuestDNS, profile)))
 	out := filepath.Join(dir, fmt.Sprintf("iso-%d", time.Now().UnixNano()))
-	s.cli("iso", "build", "--api", fmt.Sprintf("https://127.0.0.1:%d", s.port), "--csv", csv, "--out", out,
+	args := []string{"iso", "build", "--api", fmt.Sprintf("https://127.0.0.1:%d", s.port), "--csv", csv, "--out", out,
 		"--server-url", fmt.Sprintf("https://%s:%d", qemutest.ServerAddr, qemutest.ServerPort),
-		"--ca-cert", filepath.Join(s.dataDir, "ca.pem"), "--unsigned", "--arch", "arm64")
+		"--ca-cert", filepath.Join(s.dataDir, "ca.pem"), "--arch", "arm64"}
+	s.cli(append(args, sign...)...)
 	return filepath.Join(out, "node01.iso")
 }
 
 // arm64Opts tune one arm64 boot.
 type arm64Opts struct {
-	nicOutOfBootOrder bool // see qemutest.Machine.NICOutOfBootOrder
-	memoryMB          int  // 512 when 0
+	nicOutOfBootOrder bool   // see qemutest.Machine.NICOutOfBootOrder
+	memoryMB          int    // 512 when 0
+	secureBoot        bool   // AAVMF with Secure Boot keys: vars, else AAVMF_VARS.ms.fd
+	vars              []byte // initial VARS content
 }
 
 // startArm64VM boots iso (CD, first in the boot order) with disk (second)
@@ -154,7 +160,7 @@ func startArm64VM(t *testing.T, dir, name, iso, disk string, port int, o arm64Op
 		t.Fatal(err)
 	}
 	m := &qemutest.Machine{Dir: d, Arch: "arm64", ISO: iso, Disks: []string{disk}, ForwardTo: port,
-		NICOutOfBootOrder: o.nicOutOfBootOrder, MemoryMB: o.memoryMB}
+		NICOutOfBootOrder: o.nicOutOfBootOrder, MemoryMB: o.memoryMB, SecureBoot: o.secureBoot, Vars: o.vars}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	t.Cleanup(cancel)
 	if err := m.Start(ctx); err != nil {
@@ -290,5 +296,102 @@ func TestArm64Deploy(t *testing.T) {
 	log = startArm64VM(t, dir, "boot2-local", iso, disk, port, arm64Opts{}).finish(t, limitLocal)
 	mustContain(t, "arm64 after deploy", log, reStage0, `bootpilot: booting the local disk`, markerLine("B"))
 	mustNotContain(t, "arm64 after deploy", log, markerLine("A"), `attempt \d`)
+	wantEvents(t, s, "token:admin:reimage:ready>reimage", "host:node01:serve:reimage>installing", "host:node01:installed:installing>ready")
+}
+
+// TestArm64SecureBoot: AAVMF with Microsoft's keys plus our db certificate
+// (qemutest.EnrollDB), Secure Boot on. Arm64 ISOs without a signature or
+// signed by another key are refused and the (signed) disk boots instead.
+// The arm64 ISO `iso build --api --db-key --db-cert` makes with the
+// server's db key boots: stage 0 fetches its script and boots the disk. A
+// deploy with Debian's arm64 kernel re-signed by our key lands, the agent
+// sees Secure Boot on, and the next boot runs the deployed, signed marker.
+func TestArm64SecureBoot(t *testing.T) {
+	requireArm64(t)
+	qemutest.RequireArm64(t, true)
+	ag := requireArm64Agent(t)
+	scenario(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	db := qemutest.NewDBKey(t, "bootpilot e2e db")
+	keyFile, certFile := writeSigner(t, dir, db)
+	other := t.TempDir()
+	otherKey, otherCert := writeSigner(t, other, qemutest.NewDBKey(t, "someone else's db key"))
+	stock, err := os.ReadFile(qemutest.AAVMFVarsMS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars, err := qemutest.EnrollDB(stock, db.Cert.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := arm64Opts{secureBoot: true, vars: vars}
+	marker := func(x string) []byte {
+		efi, err := markerEFIArch("arm64", x)
+		if err == nil {
+			efi, err = db.SignPE(efi)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return efi
+	}
+	markerA, markerB := marker("A"), marker("B")
+	kernel := qemutest.ResignKernel(t, dir, ag.kernel, db)
+
+	s := startServer(t, filepath.Join(dir, "data"), port, "--db-key", keyFile, "--db-cert", certFile, "--agent-after", "reboot")
+	disk := newArm64MarkerDisk(t, dir, "disk.img", markerA)
+
+	refused := `failed to load Boot0001 "UEFI QEMU QEMU CD-ROM[^\n]*Access Denied`
+	for _, c := range []struct {
+		name string
+		sign []string
+	}{{"unsigned", nil}, {"other-key", []string{"--db-key", otherKey, "--db-cert", otherCert}}} {
+		iso := s.arm64ISO(t.TempDir(), "", c.sign...)
+		log := startArm64VM(t, dir, "boot-"+c.name, iso, disk, port, sb).finish(t, limitLocal)
+		mustContain(t, "arm64 "+c.name+" ISO", log, refused, markerLine("A"))
+		mustNotContain(t, "arm64 "+c.name+" ISO", log, `bootpilot stage 0`)
+		if n := strings.Count(log, "iPXE initialising"); n != 1 {
+			t.Errorf("arm64 %s ISO: iPXE started %d times, want once (the disk's marker)", c.name, n)
+		}
+		if h := wantState(t, s, host.StateReady); !h.Inventory.SeenAt.IsZero() {
+			t.Errorf("arm64 %s ISO: inventory recorded: %+v", c.name, h.Inventory)
+		}
+	}
+
+	iso := s.arm64ISO(t.TempDir(), "", "--db-key", keyFile, "--db-cert", certFile)
+	log := startArm64VM(t, dir, "boot-signed", iso, disk, port, sb).finish(t, limitLocal)
+	mustContain(t, "arm64 signed ISO", log, reStage0, `https://10\.0\.2\.100:8443/boot/v1/script\.\.\. ok`,
+		`bootpilot: booting the local disk`, markerLine("A"))
+	mustNotContain(t, "arm64 signed ISO", log, `Access Denied`, reGiveUp)
+
+	var u agentURLs
+	u.kernel, _ = s.imageAdd(kernel)
+	u.initrd, _ = s.imageAdd(ag.initrd)
+	imgB := filepath.Join(dir, "image-b.raw.zst")
+	zstdFile(t, newArm64MarkerDisk(t, dir, "image-b.raw", markerB), imgB)
+	u.image, u.sha = s.imageAdd(imgB)
+	s.cli("profile", "add", "deploy", "--installer", "image", "--image", u.image, "--image-sha256", u.sha,
+		"--target-disk", "/dev/vda", "--kernel", u.kernel, "--initrd", u.initrd, "--cmdline", "console=ttyAMA0")
+	s.cli("host", "reimage", "node01", "--profile", "deploy", "--reason", "e2e arm64 secure boot")
+	o := sb
+	o.memoryMB = 1024
+	log = startArm64VM(t, dir, "boot-signed-deploy", iso, disk, port, o).finishAgent(t, limitAgent)
+	if testing.Verbose() {
+		t.Logf("serial log of the deploy boot:\n%s", log)
+	}
+	mustContain(t, "arm64 signed deploy", log, reStage0, `bootpilot: node01: deploy deploy \(image\), attempt 1`,
+		`msg=firmware secure_boot=enabled setup_mode=disabled`, `detail="writing zstd image`, `msg="agent done" after=reboot`)
+	mustNotContain(t, "arm64 signed deploy", log, `Access Denied`, `BOOTPILOT-DISK-MARKER`, `level=ERROR`)
+	if h := wantState(t, s, host.StateReady); h.LastCallback != host.EventInstalled {
+		t.Errorf("after deploy: last callback %q, want installed", h.LastCallback)
+	}
+	if efi, err := readDiskFile(disk, 1, "/EFI/BOOT/BOOTAA64.EFI"); err != nil || !bytes.Equal(efi, markerB) {
+		t.Errorf("disk ESP: BOOTAA64.EFI is not image B's marker (err %v, %d bytes)", err, len(efi))
+	}
+
+	log = startArm64VM(t, dir, "boot-signed-local", iso, disk, port, sb).finish(t, limitLocal)
+	mustContain(t, "arm64 signed ISO after deploy", log, reStage0, `bootpilot: booting the local disk`, markerLine("B"))
+	mustNotContain(t, "arm64 signed ISO after deploy", log, `Access Denied`, markerLine("A"))
 	wantEvents(t, s, "token:admin:reimage:ready>reimage", "host:node01:serve:reimage>installing", "host:node01:installed:installing>ready")
 }

@@ -42,7 +42,10 @@
 //     NIC the firmware did not connect → stage 0 says so → disk; a deploy
 //     by the agent built for arm64 on Debian's arm64 kernel, unpacked into
 //     /opt/bootpilot-e2e/linux-arm64 (or E2E_ARM64_KERNEL_ROOT) by dpkg -x
-//     and depmod -b.
+//     and depmod -b; Secure Boot as in 7 (AAVMF_VARS.ms.fd plus our db
+//     certificate): unsigned and other-key arm64 ISOs are refused, the
+//     signed one boots, and so does the deploy with the arm64 kernel
+//     re-signed by our key.
 //  10. the shim layout (`serve --shim`): Microsoft-only db, our db
 //     certificate in MokList only → Debian's shim → our iPXE → Debian's
 //     kernel as Debian signed it → the agent deploys; without the MOK, shim

@@ -30,10 +30,14 @@ const (
 	OVMFVarsMS     = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 )
 
-// Arm64 firmware file locations (Debian's qemu-efi-aarch64 package).
+// Arm64 firmware file locations (Debian's qemu-efi-aarch64 package). One
+// AAVMF build serves both: it enforces Secure Boot once the VARS hold keys
+// (AAVMF_VARS.ms.fd: Microsoft's KEK and db, Secure Boot on), with no SMM
+// or secure pflash on the virt machine.
 const (
-	AAVMFCode = "/usr/share/AAVMF/AAVMF_CODE.fd"
-	AAVMFVars = "/usr/share/AAVMF/AAVMF_VARS.fd"
+	AAVMFCode   = "/usr/share/AAVMF/AAVMF_CODE.fd"
+	AAVMFVars   = "/usr/share/AAVMF/AAVMF_VARS.fd"
+	AAVMFVarsMS = "/usr/share/AAVMF/AAVMF_VARS.ms.fd"
 )
 
 // Guest network layout: the guest sets its address statically.
@@ -57,7 +61,7 @@ type Machine struct {
 	MAC        string   // NIC MAC; DefaultMAC when empty
 	UUID       string   // SMBIOS system UUID (-uuid); DefaultUUID when empty
 	Serial     string   // SMBIOS type 1 serial number; none when empty
-	SecureBoot bool     // secure-boot firmware (SMM) with VARS or OVMFVarsMS
+	SecureBoot bool     // secure-boot firmware (SMM on x86_64) with VARS or OVMFVarsMS/AAVMFVarsMS
 	Vars       []byte   // initial VARS content; the stock VARS file when nil
 	MemoryMB   int      // 512 when 0
 	Extra      []string // extra QEMU arguments
@@ -90,14 +94,19 @@ func Require(tb testing.TB, secureBoot bool) {
 	}
 }
 
-// RequireArm64 checks that QEMU for aarch64, socat and AAVMF are installed
-// (skips, or fails in CI, otherwise).
-func RequireArm64(tb testing.TB) {
+// RequireArm64 checks that QEMU for aarch64, socat and AAVMF (with the
+// Secure Boot VARS when secureBoot) are installed (skips, or fails in CI,
+// otherwise).
+func RequireArm64(tb testing.TB, secureBoot bool) {
 	tb.Helper()
 	testenv.Tool(tb, "qemu-system-aarch64")
 	testenv.Tool(tb, "socat")
 	testenv.File(tb, AAVMFCode)
-	testenv.File(tb, AAVMFVars)
+	if secureBoot {
+		testenv.File(tb, AAVMFVarsMS)
+	} else {
+		testenv.File(tb, AAVMFVars)
+	}
 }
 
 // Args returns the QEMU command line for m (after Start prepared the files).
@@ -203,9 +212,6 @@ func (m *Machine) Start(ctx context.Context) error {
 	switch m.Arch {
 	case "", "x86_64":
 	case "arm64":
-		if m.SecureBoot {
-			return errors.New("qemutest: SecureBoot is x86_64 only")
-		}
 		qemu = "qemu-system-aarch64"
 	default:
 		return fmt.Errorf("qemutest: Machine.Arch %q: want x86_64 or arm64", m.Arch)
@@ -213,10 +219,13 @@ func (m *Machine) Start(ctx context.Context) error {
 	vars := m.Vars
 	if vars == nil {
 		src := OVMFVars
-		if m.SecureBoot {
-			src = OVMFVarsMS
-		} else if m.Arch == "arm64" {
+		switch {
+		case m.Arch == "arm64" && m.SecureBoot:
+			src = AAVMFVarsMS
+		case m.Arch == "arm64":
 			src = AAVMFVars
+		case m.SecureBoot:
+			src = OVMFVarsMS
 		}
 		var err error
 		if vars, err = os.ReadFile(src); err != nil {

@@ -120,7 +120,7 @@ func align4(n int) int { return (n + 3) &^ 3 }
 func EnrollDB(varsIn []byte, certDER []byte) ([]byte, error) {
 	vars, err := appendX509(varsIn, "db", ImageSecurityDatabaseGUID, 0, certDER)
 	if errors.Is(err, errNoVariable) {
-		return nil, errors.New("qemutest: VARS: no db variable (use a VARS file with Secure Boot keys enrolled, like OVMF_VARS_4M.ms.fd)")
+		return nil, errors.New("qemutest: VARS: no db variable (use a VARS file with Secure Boot keys enrolled, like OVMF_VARS_4M.ms.fd or AAVMF_VARS.ms.fd)")
 	}
 	return vars, err
 }

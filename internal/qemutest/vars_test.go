@@ -26,8 +26,19 @@ func liveDB(t *testing.T, vars []byte) (n int, types [][16]byte, sigs [][]byte) 
 	return n, types, sigs
 }
 
+// TestEnrollDB runs on OVMF's and AAVMF's VARS files: both are the same
+// edk2 authenticated variable store (AAVMF's in a 64 MiB pflash image).
 func TestEnrollDB(t *testing.T) {
-	vars, err := os.ReadFile(testenv.File(t, qemutest.OVMFVarsMS))
+	for _, c := range []struct{ name, ms, plain string }{
+		{"OVMF", qemutest.OVMFVarsMS, qemutest.OVMFVars},
+		{"AAVMF", qemutest.AAVMFVarsMS, qemutest.AAVMFVars},
+	} {
+		t.Run(c.name, func(t *testing.T) { testEnrollDB(t, c.ms, c.plain) })
+	}
+}
+
+func testEnrollDB(t *testing.T, msVars, plainVars string) {
+	vars, err := os.ReadFile(testenv.File(t, msVars))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +78,7 @@ func TestEnrollDB(t *testing.T) {
 	if _, err := qemutest.EnrollDB(make([]byte, 4096), cert); err == nil {
 		t.Error("EnrollDB accepted a file with no firmware volume")
 	}
-	plain, err := os.ReadFile(testenv.File(t, qemutest.OVMFVars))
+	plain, err := os.ReadFile(testenv.File(t, plainVars))
 	if err != nil {
 		t.Fatal(err)
 	}
