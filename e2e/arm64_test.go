@@ -171,15 +171,19 @@ func startArm64VM(t *testing.T, dir, name, iso, disk string, port int, o arm64Op
 	return v
 }
 
-// TestArm64Localboot: a ready host's arm64 ISO finds the NIC, fetches its
-// script over HTTPS, gets localboot (exit 1), and AAVMF boots the disk.
+// TestArm64Localboot: a ready host's ISO from the server (serve --iso-arch
+// x86_64,arm64) finds the NIC on arm64, fetches its script over HTTPS, gets
+// localboot (exit 1), and AAVMF boots the disk.
 func TestArm64Localboot(t *testing.T) {
 	marker := requireArm64(t)
 	scenario(t)
 	dir := t.TempDir()
 	port := freePort(t)
-	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned")
-	iso := s.arm64ISO(dir, "")
+	// The server's own ISO (what `host iso` and virtual media get), with
+	// both architectures: one ISO boots x86_64 and arm64 hosts.
+	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned", "--iso-arch", "x86_64,arm64")
+	s.addHost("")
+	iso := s.iso(dir)
 	disk := newArm64MarkerDisk(t, dir, "disk.img", marker)
 	before := wantState(t, s, host.StateReady)
 

@@ -230,7 +230,7 @@ func dataDirSigner(dataDir string, stdout io.Writer, log *slog.Logger) (*imagebu
 // with (nil when unsigned): the one `bmc secure-boot NAME enroll` adds to
 // hosts' db through their BMCs.
 func isoBuilder(cfg config.Config, bundle *pki.Bundle, stdout io.Writer, log *slog.Logger) (server.ISOBuilder, *x509.Certificate, error) {
-	ic := imagebuilder.Config{ServerURL: cfg.ExternalURL, CACert: bundle.CA, Unsigned: cfg.ISOUnsigned}
+	ic := imagebuilder.Config{ServerURL: cfg.ExternalURL, CACert: bundle.CA, Unsigned: cfg.ISOUnsigned, Arches: cfg.ISOArch}
 	switch {
 	case cfg.DBKey != "":
 		key, err := os.ReadFile(cfg.DBKey)

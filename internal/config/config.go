@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ type Config struct {
 	ISOUnsigned    bool          // serve unsigned ISOs (no db key); default: sign with --db-key or <DataDir>/db.key
 	Shim           string        // "" or /usr/lib/shim/shimx64.efi.signed: ISOs boot it, with iPXE as grubx64.efi
 	MokManager     string        // "" or /usr/lib/shim/mmx64.efi.signed: put next to Shim
+	ISOArch        []string      // architectures of the API's ISOs: ["x86_64"] (default), ["x86_64", "arm64"], ["arm64"]
 
 	// Image sources (images.go): where the image cache may fetch from.
 	ImageOrigins      []string // ["https://mirror.example.com", "registry.example.com"]; empty: no remote fetches
@@ -69,6 +71,7 @@ func Default() Config {
 		LogFormat:      "text",
 		ImageMaxSize:   images.DefaultMaxSize,
 
+		ISOArch:            []string{"x86_64"},
 		RedfishConcurrency: 50,
 		MaxConnections:     4096,
 		DBMaxConns:         32,
@@ -94,6 +97,7 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DBCert, "db-cert", c.DBCert, "certificate (PEM) of --db-key")
 	fs.BoolVar(&c.ISOUnsigned, "iso-unsigned", c.ISOUnsigned, "let GET /api/v1/hosts/{name}/iso build unsigned ISOs, for hosts with Secure Boot off (no db key is made or used)")
 	fs.StringVar(&c.Shim, "shim", c.Shim, "Microsoft-signed shim (e.g. Debian's /usr/lib/shim/shimx64.efi.signed) that the API's ISOs (downloads and virtual media) boot as EFI/BOOT/BOOTX64.EFI, with the signed iPXE as grubx64.efi: for hosts whose MokList (or db) holds the db certificate (x86_64 only)")
+	fs.StringSliceVar(&c.ISOArch, "iso-arch", c.ISOArch, "architectures of the API's ISOs (downloads and virtual media), comma separated: x86_64, arm64, or x86_64,arm64 (one ISO boots either)")
 	fs.StringVar(&c.MokManager, "mok-manager", c.MokManager, "shim's MokManager (e.g. /usr/lib/shim/mmx64.efi.signed) to put next to --shim as EFI/BOOT/mmx64.efi")
 	fs.StringVar(&c.SecretKeyFile, "secret-key-file", c.SecretKeyFile, "key file (mode 0600) that encrypts BMC passwords; make one with: bootpilot secret-key init FILE (default: secret.key in --data-dir, made on first start; production keeps it outside, backed up, shared by replicas)")
 	fs.StringVar(&c.AuthConfig, "auth-config", c.AuthConfig, "YAML file: session lifetime, LDAP / Active Directory login and group grants (README: Operators)")
@@ -191,6 +195,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Shim != "" && c.ISOUnsigned {
 		return fmt.Errorf("--iso-unsigned contradicts --shim: under Secure Boot shim runs only a signed iPXE")
+	}
+	if len(c.ISOArch) == 0 {
+		return fmt.Errorf("--iso-arch: give x86_64, arm64 or x86_64,arm64")
+	}
+	for _, a := range c.ISOArch {
+		if a != "x86_64" && a != "arm64" {
+			return fmt.Errorf("--iso-arch %q: want x86_64 or arm64", a)
+		}
+	}
+	if c.Shim != "" && slices.Contains(c.ISOArch, "arm64") {
+		return fmt.Errorf("--shim is x86_64 only: drop arm64 from --iso-arch")
 	}
 	if c.RedfishConcurrency < 1 || c.RedfishConcurrency > 10000 {
 		return fmt.Errorf("--redfish-concurrency %d must be 1-10000", c.RedfishConcurrency)

@@ -36,6 +36,7 @@ func TestValidateRefuses(t *testing.T) {
 		"clean prof":   func(c *config.Config) { c.CleanProfile = "Bad Name" },
 		"hold seconds": func(c *config.Config) { c.HoldSeconds = 1 },
 		"shim no key":  func(c *config.Config) { c.Shim, c.ISOUnsigned = "shimx64.efi.signed", true },
+		"shim arm64":   func(c *config.Config) { c.Shim, c.ISOArch = "shimx64.efi.signed", []string{"x86_64", "arm64"} },
 	} {
 		c := config.Default()
 		mut(&c)
@@ -64,5 +65,39 @@ func TestEnvOverlay(t *testing.T) {
 	t.Setenv("BOOTPILOT_MAX_ATTEMPTS", "many")
 	if err := config.EnvOverlay(fs); err == nil || !strings.Contains(err.Error(), "BOOTPILOT_MAX_ATTEMPTS") {
 		t.Errorf("bad env value: %v, want an error naming BOOTPILOT_MAX_ATTEMPTS", err)
+	}
+}
+
+// TestISOArch: --iso-arch (and its BOOTPILOT_ISO_ARCH twin) lists the
+// architectures of the API's ISOs; x86_64 by default; anything else is
+// refused with the flag named.
+func TestISOArch(t *testing.T) {
+	c := config.Default()
+	if strings.Join(c.ISOArch, ",") != "x86_64" {
+		t.Errorf("default --iso-arch = %v, want x86_64", c.ISOArch)
+	}
+	parse := func(args ...string) (config.Config, error) {
+		c := config.Default()
+		fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		c.Bind(fs)
+		if err := fs.Parse(args); err != nil {
+			return c, err
+		}
+		if err := config.EnvOverlay(fs); err != nil {
+			return c, err
+		}
+		return c, c.Validate()
+	}
+	if c, err := parse("--iso-arch", "x86_64,arm64"); err != nil || strings.Join(c.ISOArch, ",") != "x86_64,arm64" {
+		t.Errorf("--iso-arch x86_64,arm64 → %v, %v", c.ISOArch, err)
+	}
+	for _, bad := range []string{"aarch64", "x86_64,riscv64"} {
+		if _, err := parse("--iso-arch", bad); err == nil || !strings.Contains(err.Error(), "--iso-arch") {
+			t.Errorf("--iso-arch %q: %v, want an error naming --iso-arch", bad, err)
+		}
+	}
+	t.Setenv("BOOTPILOT_ISO_ARCH", "arm64")
+	if c, err := parse(); err != nil || strings.Join(c.ISOArch, ",") != "arm64" {
+		t.Errorf("BOOTPILOT_ISO_ARCH=arm64 → %v, %v", c.ISOArch, err)
 	}
 }
