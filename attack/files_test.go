@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/bootpilot/bootpilot/internal/testenv"
 )
 
 // TestFileModes — finding 7: the SQLite database (and its -wal/-shm) and
@@ -29,7 +31,7 @@ func TestFileModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	built := filepath.Join(out, "built")
-	if _, errOut, err := runCLI(t, cleanEnv(), "iso", "build", "--csv", csv, "--out", built, "--offline", "--unsigned",
+	if _, errOut, err := runCLI(t, testenv.CleanEnv(), "iso", "build", "--csv", csv, "--out", built, "--offline", "--unsigned",
 		"--server-url", s.url, "--ca-cert", s.caFile); err != nil {
 		t.Fatalf("bootpilot iso build: %v\n%s", err, errOut)
 	}
@@ -60,7 +62,7 @@ func TestCSVHugeLine(t *testing.T) {
 	var stdout, stderr strings.Builder
 	cmd := exec.Command(bootpilot, "iso", "build", "--csv", csv, "--out", filepath.Join(dir, "out"), "--offline",
 		"--unsigned", "--server-url", s.url, "--ca-cert", s.caFile)
-	cmd.Env, cmd.Dir = cleanEnv(), dir
+	cmd.Env, cmd.Dir = testenv.CleanEnv(), dir
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if err == nil {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +22,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/bootpilot/bootpilot/internal/testenv"
 )
 
 // server is one `bootpilot serve` subprocess and what an attacker (and the
@@ -61,7 +62,7 @@ func startServer(t *testing.T, o serverOptions) *server {
 		if err == nil {
 			return s
 		}
-		// freePort closes its listener before the server binds: another
+		// FreePort closes its listener before the server binds: another
 		// process may take the port in between. Try another one.
 		if attempt < 3 && strings.Contains(string(s.stderr.Bytes()), "address already in use") {
 			t.Logf("port %s taken, retrying", s.addr)
@@ -76,7 +77,7 @@ func launch(t *testing.T, o serverOptions) (*server, error) {
 	t.Helper()
 	tmp := t.TempDir()
 	s := &server{t: t, dir: filepath.Join(tmp, "data"), stderr: &logBuffer{}}
-	s.addr = freePort(t)
+	s.addr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	s.url = "https://" + s.addr
 	args := []string{"serve", "--data-dir", s.dir, "--listen", s.addr, "--external-url", s.url}
 	if o.isoUnsigned {
@@ -90,7 +91,7 @@ func launch(t *testing.T, o serverOptions) (*server, error) {
 		args = append(args, "--secret-key-file", key)
 	}
 	s.cmd = exec.Command(bootpilot, args...)
-	s.cmd.Env = cleanEnv()
+	s.cmd.Env = testenv.CleanEnv()
 	s.cmd.Stdout = io.Discard // the admin token, printed once
 	s.cmd.Stderr = s.stderr
 	if err := s.cmd.Start(); err != nil {
@@ -159,29 +160,6 @@ func (s *server) ready() bool {
 }
 
 func (s *server) tlsConfig() *tls.Config { return &tls.Config{RootCAs: s.pool} }
-
-// cleanEnv is the environment without any BOOTPILOT_* setting of the
-// caller's: every subprocess gets exactly what the test gives it.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "BOOTPILOT_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// freePort returns a loopback address nobody listens on right now.
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // answer is one HTTP answer, read whole.
 type answer struct {
@@ -372,7 +350,7 @@ func (s *server) installing(name, tok string, n int) []byte {
 // _CA_CERT, as an admin would set them) in an empty directory.
 func (s *server) cli(args ...string) (stdout, stderr []byte, err error) {
 	s.t.Helper()
-	env := append(cleanEnv(), "BOOTPILOT_SERVER="+s.url,
+	env := append(testenv.CleanEnv(), "BOOTPILOT_SERVER="+s.url,
 		"BOOTPILOT_TOKEN_FILE="+filepath.Join(s.dir, "admin-token"), "BOOTPILOT_CA_CERT="+s.caFile)
 	return runCLI(s.t, env, args...)
 }

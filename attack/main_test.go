@@ -3,11 +3,12 @@ package attack_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bootpilot/bootpilot/internal/testenv"
 )
 
 // binEnv names a prebuilt bootpilot binary to attack instead of building
@@ -38,26 +39,9 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		bootpilot = filepath.Join(dir, "bootpilot")
 		start := time.Now()
-		buildError = goBuild(bootpilot, "./cmd/bootpilot")
+		buildError = testenv.GoBuild(bootpilot, "./cmd/bootpilot")
 		fmt.Fprintf(os.Stderr, "attack: built bootpilot in %.1fs\n", time.Since(start).Seconds())
 		return m.Run()
 	}()
 	os.Exit(code)
-}
-
-// goBuild builds pkg of this module into out (the pattern of e2e's harness).
-func goBuild(out, pkg string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
-	cmd.Dir = moduleRoot()
-	cmd.Env = os.Environ()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return nil
-}
-
-// moduleRoot is the repository root: go test runs in attack/.
-func moduleRoot() string {
-	wd, _ := os.Getwd()
-	return filepath.Dir(wd)
 }

@@ -83,11 +83,7 @@ func requireArm64Agent(t *testing.T) arm64Agent {
 	}
 	armAgentOnce.Do(func() {
 		bin := filepath.Join(workDir, "bootpilot-agent-arm64")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/bootpilot-agent")
-		cmd.Dir = moduleRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH=arm64")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			armAgentErr = fmt.Errorf("go build arm64 agent: %v\n%s", err, out)
+		if armAgentErr = testenv.GoBuild(bin, "./cmd/bootpilot-agent", "CGO_ENABLED=0", "GOARCH=arm64"); armAgentErr != nil {
 			return
 		}
 		armAgent = arm64Agent{kernel: kernel, initrd: filepath.Join(workDir, "agent-arm64.cpio.gz")}
@@ -178,7 +174,7 @@ func TestArm64Localboot(t *testing.T) {
 	marker := requireArm64(t)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	// The server's own ISO (what `host iso` and virtual media get), with
 	// both architectures: one ISO boots x86_64 and arm64 hosts.
 	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned", "--iso-arch", "x86_64,arm64")
@@ -208,7 +204,7 @@ func TestArm64ServerDown(t *testing.T) {
 	marker := requireArm64(t)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned")
 	iso := s.arm64ISO(dir, "")
 	disk := newArm64MarkerDisk(t, dir, "disk.img", marker)
@@ -237,7 +233,7 @@ func TestArm64NoNIC(t *testing.T) {
 	marker := requireArm64(t)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned")
 	iso := s.arm64ISO(dir, "")
 	disk := newArm64MarkerDisk(t, dir, "disk.img", marker)
@@ -259,7 +255,7 @@ func TestArm64Deploy(t *testing.T) {
 	ag := requireArm64Agent(t)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned", "--agent-after", "reboot", "--log-level", "debug")
 	markerB, err := markerEFIArch("arm64", "B")
 	if err != nil {
@@ -316,7 +312,7 @@ func TestArm64SecureBoot(t *testing.T) {
 	ag := requireArm64Agent(t)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	db := qemutest.NewDBKey(t, "bootpilot e2e db")
 	keyFile, certFile := writeSigner(t, dir, db)
 	other := t.TempDir()

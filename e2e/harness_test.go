@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -61,35 +60,15 @@ func TestMain(m *testing.M) {
 			bootpilot, agentBin = filepath.Join(d, "bootpilot"), filepath.Join(d, "bootpilot-agent")
 		} else {
 			bootpilot, agentBin = filepath.Join(workDir, "bootpilot"), filepath.Join(workDir, "bootpilot-agent")
-			buildError = goBuild(bootpilot, "./cmd/bootpilot", false)
+			buildError = testenv.GoBuild(bootpilot, "./cmd/bootpilot")
 			if buildError == nil {
-				buildError = goBuild(agentBin, "./cmd/bootpilot-agent", true)
+				buildError = testenv.GoBuild(agentBin, "./cmd/bootpilot-agent", "CGO_ENABLED=0")
 			}
 			fmt.Fprintf(os.Stderr, "e2e: built bootpilot and bootpilot-agent in %.1fs\n", time.Since(start).Seconds())
 		}
 		return m.Run()
 	}()
 	os.Exit(code)
-}
-
-func goBuild(out, pkg string, static bool) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
-	cmd.Dir = moduleRoot()
-	cmd.Env = os.Environ()
-	if static {
-		cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
-	}
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return nil
-}
-
-// moduleRoot is the repository root: go test runs in the package
-// directory, e2e/.
-func moduleRoot() string {
-	wd, _ := os.Getwd()
-	return filepath.Dir(wd)
 }
 
 // require checks every component a scenario needs (skip locally, fail in
@@ -133,17 +112,6 @@ func scenario(t *testing.T) {
 	})
 }
 
-// freePort returns a loopback port nobody listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // server is one `bootpilot serve` process.
 type server struct {
 	t       *testing.T
@@ -181,7 +149,7 @@ func (s *server) start() {
 	}
 	s.cmd = exec.Command(bootpilot, s.args...)
 	s.cmd.Stdout, s.cmd.Stderr = f, f
-	s.cmd.Env = cleanEnv()
+	s.cmd.Env = testenv.CleanEnv()
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -203,18 +171,6 @@ func (s *server) start() {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// cleanEnv is the test's environment without BOOTPILOT_* variables, so
-// nothing from the caller's shell configures the server or CLI.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "BOOTPILOT_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 func (s *server) healthy() error {
@@ -274,7 +230,7 @@ func (s *server) cli(args ...string) string {
 
 func (s *server) tryCLI(args ...string) (string, error) {
 	cmd := exec.Command(bootpilot, args...)
-	cmd.Env = append(cleanEnv(),
+	cmd.Env = append(testenv.CleanEnv(),
 		fmt.Sprintf("BOOTPILOT_SERVER=https://127.0.0.1:%d", s.port),
 		"BOOTPILOT_TOKEN_FILE="+filepath.Join(s.dataDir, "admin-token"),
 		"BOOTPILOT_CA_CERT="+filepath.Join(s.dataDir, "ca.pem"))

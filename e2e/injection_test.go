@@ -13,6 +13,7 @@ import (
 	"github.com/bootpilot/bootpilot/internal/client"
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/store"
+	"github.com/bootpilot/bootpilot/internal/testenv"
 )
 
 // hostileCmdline is the injection seen on the landed code: iPXE reads a bare
@@ -28,7 +29,7 @@ func TestHostileCmdline(t *testing.T) {
 	a := require(t, false)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	data := filepath.Join(dir, "data")
 	s := startServer(t, data, port, "--iso-unsigned")
 	// The kernel does not exist: were the script served, kernel would fail

@@ -176,7 +176,7 @@ func waitProgress(t *testing.T, s *server, limit time.Duration, detail string) h
 // this is also what an operator's preseed looks like.
 func preseedWithMirror(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(moduleRoot(), "bootscripts", "templates", "config", "preseed", "preseed.cfg"))
+	b, err := os.ReadFile(filepath.Join("..", "bootscripts", "templates", "config", "preseed", "preseed.cfg"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,7 @@ func TestDebianInstaller(t *testing.T) {
 	a := requireInstaller(t)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned")
 	mir := startMirror(t)
 	release := mir.waitCh("/debian/dists/bookworm/Release")
@@ -271,7 +271,7 @@ func TestDebianInstallerStaleToken(t *testing.T) {
 	a := requireInstaller(t)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned")
 	mir := startMirror(t)
 	mir.files["/di/linux"], mir.files["/di/initrd.gz"] = diKernel, diInitrd

@@ -13,6 +13,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/testenv"
 )
 
 // Time limits: a boot to iPXE takes ≈10 s and one with the agent ≈25 s on
@@ -48,7 +49,7 @@ func TestLocalboot(t *testing.T) {
 	a := require(t, false)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned")
 	s.addHost("")
 	disk := newMarkerDisk(t, dir, "disk.img", diskSize, a.markerA)
@@ -104,7 +105,7 @@ func TestDeploy(t *testing.T) {
 	a := require(t, false)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned", "--agent-after", "reboot", "--log-level", "debug")
 	rawB := newMarkerDisk(t, dir, "image-b.raw", diskSize, a.markerB)
 	imgB := filepath.Join(dir, "image-b.raw.zst")
@@ -188,7 +189,7 @@ func testClean(t *testing.T, method string) {
 	a := require(t, false)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned", "--agent-after", "reboot")
 	s.agentProfiles(a.kernel, a.initrd, method, "")
 	s.addHost("")
@@ -274,7 +275,7 @@ func TestServerDown(t *testing.T) {
 	a := require(t, false)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned")
 	s.addHost("")
 	disk := newMarkerDisk(t, dir, "disk.img", diskSize, a.markerA)
@@ -300,7 +301,7 @@ func TestForeignCA(t *testing.T) {
 	a := require(t, false)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned")
 	s.addHost("")
 	disk := newMarkerDisk(t, dir, "disk.img", diskSize, a.markerA)
@@ -332,7 +333,7 @@ func TestInterrupted(t *testing.T) {
 	a := require(t, false)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s := startServer(t, filepath.Join(dir, "data"), port, "--iso-unsigned", "--max-attempts", "2")
 	// A raw 128 MiB image takes the agent long enough to download that the
 	// kill lands mid-write. It has disk A's layout, so a partial write

@@ -13,6 +13,7 @@ import (
 	"github.com/bootpilot/bootpilot/imagebuilder"
 	"github.com/bootpilot/bootpilot/internal/host"
 	"github.com/bootpilot/bootpilot/internal/qemutest"
+	"github.com/bootpilot/bootpilot/internal/testenv"
 )
 
 // writeSigner writes s as PEM key and certificate files into dir.
@@ -58,7 +59,7 @@ func TestSecureBoot(t *testing.T) {
 	a := require(t, true)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	db := qemutest.NewDBKey(t, "bootpilot e2e db")
 	keyFile, certFile := writeSigner(t, dir, db)
 	stock, err := os.ReadFile(qemutest.OVMFVarsMS)

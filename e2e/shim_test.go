@@ -65,7 +65,7 @@ func TestShim(t *testing.T) {
 	testenv.File(t, debianMokManager)
 	scenario(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	db := qemutest.NewDBKey(t, "bootpilot e2e db (MOK)")
 	keyFile, certFile := writeSigner(t, dir, db)
 	msOnly, err := os.ReadFile(qemutest.OVMFVarsMS)

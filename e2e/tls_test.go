@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bootpilot/bootpilot/internal/host"
+	"github.com/bootpilot/bootpilot/internal/testenv"
 )
 
 // handshakeCount is the server's bootpilot_tls_handshakes_total.
@@ -91,7 +92,7 @@ func TestIPXEResumesTLS(t *testing.T) {
 	scenario(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	portA, portB := freePort(t), freePort(t)
+	portA, portB := testenv.FreePort(t), testenv.FreePort(t)
 	s := startServer(t, data, portA, "--iso-unsigned", "--agent-after", "reboot", "--log-level", "debug")
 	b := startServer(t, data, portB, "--iso-unsigned", "--agent-after", "reboot", "--log-level", "debug")
 	s.agentProfiles(a.kernel, a.initrd, "zero", "")

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/bootpilot/bootpilot/internal/testenv"
 )
 
 // replica is one `bootpilot serve` subprocess.
@@ -85,7 +87,7 @@ func (c *cluster) start(dsn string) *replica {
 		if err == nil {
 			return r
 		}
-		// freePort closes its listener before the server binds: another
+		// FreePort closes its listener before the server binds: another
 		// process may take the port in between.
 		if attempt < 3 && strings.Contains(string(r.stderr.Bytes()), "address already in use") {
 			continue
@@ -96,14 +98,14 @@ func (c *cluster) start(dsn string) *replica {
 
 func (c *cluster) launch(dsn string) (*replica, error) {
 	t := c.t
-	r := &replica{addr: freePort(t), stderr: &logBuffer{}, exited: make(chan struct{})}
+	r := &replica{addr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), stderr: &logBuffer{}, exited: make(chan struct{})}
 	r.url = "https://" + r.addr
 	// --max-attempts 10: a boot whose answer was lost (replica killed,
 	// database cut after the commit) is legitimately served again as a new
 	// attempt; the default 3 could fail a host that was unlucky twice.
 	r.cmd = exec.Command(bootpilot, "serve", "--data-dir", c.dir, "--listen", r.addr, "--external-url", r.url,
 		"--db", dsn, "--max-attempts", "10", "--log-level", "warn")
-	r.cmd.Env = cleanEnv()
+	r.cmd.Env = testenv.CleanEnv()
 	r.cmd.Stdout = io.Discard // the admin token, printed once
 	r.cmd.Stderr = r.stderr
 	if err := r.cmd.Start(); err != nil {
@@ -374,29 +376,6 @@ func (p *dbProxy) cut(d time.Duration) int {
 	}
 	p.serve(ln)
 	return n / 2 // two conns (client side, database side) per connection
-}
-
-// cleanEnv is the environment without any BOOTPILOT_* setting of the
-// caller's.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "BOOTPILOT_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// freePort returns a loopback address nobody listens on right now.
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // logBuffer collects a replica's stderr; safe for concurrent use.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -54,25 +53,14 @@ func TestMain(m *testing.M) {
 			bootpilot, agentBin = filepath.Join(d, "bootpilot"), filepath.Join(d, "bootpilot-agent")
 		} else {
 			bootpilot, agentBin = filepath.Join(workDir, "bootpilot"), filepath.Join(workDir, "bootpilot-agent")
-			for _, b := range []struct{ out, pkg string }{{bootpilot, "./cmd/bootpilot"}, {agentBin, "./cmd/bootpilot-agent"}} {
-				cmd := exec.Command("go", "build", "-trimpath", "-o", b.out, b.pkg)
-				cmd.Dir = moduleRoot()
-				cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-				if out, err := cmd.CombinedOutput(); err != nil && buildError == nil {
-					buildError = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
-				}
+			buildError = testenv.GoBuild(bootpilot, "./cmd/bootpilot", "CGO_ENABLED=0")
+			if buildError == nil {
+				buildError = testenv.GoBuild(agentBin, "./cmd/bootpilot-agent", "CGO_ENABLED=0")
 			}
 		}
 		return m.Run()
 	}()
 	os.Exit(code)
-}
-
-// moduleRoot is the repository root: go test runs in the package
-// directory, e2e/redfish/ (runtime.Caller breaks under -trimpath).
-func moduleRoot() string {
-	wd, _ := os.Getwd()
-	return filepath.Dir(filepath.Dir(wd))
 }
 
 const (
@@ -140,16 +128,6 @@ func markerDisk(t *testing.T, path string, efi []byte) string {
 	return path
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // server is one `bootpilot serve` subprocess.
 type server struct {
 	t       *testing.T
@@ -158,16 +136,6 @@ type server struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	log     string
-}
-
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "BOOTPILOT_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 func startServer(t *testing.T, dataDir string, port int, extra ...string) *server {
@@ -181,7 +149,7 @@ func startServer(t *testing.T, dataDir string, port int, extra ...string) *serve
 	args := append([]string{"serve", "--data-dir", dataDir, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"--external-url", fmt.Sprintf("https://%s:%d", qemutest.ServerAddr, qemutest.ServerPort), "--install-timeout", "1h"}, extra...)
 	s.cmd = exec.Command(bootpilot, args...)
-	s.cmd.Stdout, s.cmd.Stderr, s.cmd.Env = f, f, cleanEnv()
+	s.cmd.Stdout, s.cmd.Stderr, s.cmd.Env = f, f, testenv.CleanEnv()
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +183,7 @@ func startServer(t *testing.T, dataDir string, port int, extra ...string) *serve
 
 func (s *server) try(args ...string) (string, error) {
 	cmd := exec.Command(bootpilot, args...)
-	cmd.Env = append(cleanEnv(), fmt.Sprintf("BOOTPILOT_SERVER=https://127.0.0.1:%d", s.port),
+	cmd.Env = append(testenv.CleanEnv(), fmt.Sprintf("BOOTPILOT_SERVER=https://127.0.0.1:%d", s.port),
 		"BOOTPILOT_TOKEN_FILE="+filepath.Join(s.dataDir, "admin-token"),
 		"BOOTPILOT_CA_CERT="+filepath.Join(s.dataDir, "ca.pem"))
 	var stdout, stderr bytes.Buffer
@@ -427,7 +395,7 @@ func TestReimageViaRedfish(t *testing.T) {
 		"--agent", agentBin, "--out", initrd).CombinedOutput(); err != nil {
 		t.Fatalf("agent initramfs: %v\n%s", err, out)
 	}
-	port, mport := freePort(t), freePort(t)
+	port, mport := testenv.FreePort(t), testenv.FreePort(t)
 	keyFile := filepath.Join(dir, "secret.key")
 	s0 := &server{t: t}
 	if _, err := s0.try("secret-key", "init", keyFile); err != nil {

@@ -150,7 +150,7 @@ func TestSecureBootFactoryKeys(t *testing.T) {
 		"--agent", agentBin, "--out", initrd).CombinedOutput(); err != nil {
 		t.Fatalf("agent initramfs: %v\n%s", err, out)
 	}
-	port, mport := freePort(t), freePort(t)
+	port, mport := testenv.FreePort(t), testenv.FreePort(t)
 	secretKey := filepath.Join(dir, "secret.key")
 	if _, err := (&server{t: t}).try("secret-key", "init", secretKey); err != nil {
 		t.Fatal(err)

@@ -20,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -168,23 +167,6 @@ func (r *Recorder) Result() (Callback, bool) {
 	return Callback{}, false
 }
 
-// moduleRoot finds the repository root (the directory holding go.mod).
-func moduleRoot(tb testing.TB) string {
-	tb.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Dir(file)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatal("agenttest: go.mod not found")
-		}
-		dir = parent
-	}
-}
-
 // BuildAgent builds cmd/bootpilot-agent statically (CGO_ENABLED=0) into a
 // temporary directory and returns the binary's path.
 func BuildAgent(tb testing.TB) string {
@@ -192,7 +174,11 @@ func BuildAgent(tb testing.TB) string {
 	goBin := testenv.Tool(tb, "go")
 	out := filepath.Join(tb.TempDir(), "bootpilot-agent")
 	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/bootpilot-agent")
-	cmd.Dir = moduleRoot(tb)
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("build agent: %v\n%s", err, b)
