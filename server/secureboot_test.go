@@ -321,8 +321,17 @@ func TestReimageEnrollDB(t *testing.T) {
 // every selected host's BMC (a host without a BMC fails alone), and a bulk
 // reimage with enroll_db enrols before each restart.
 func TestBulkSecureBootEnroll(t *testing.T) {
+	forEachDriver(t, testBulkSecureBootEnroll)
+}
+
+func testBulkSecureBootEnroll(t *testing.T, driver string) {
 	cert := testDBCert(t)
-	e := newRFEnv(t, "sqlite", 2048, withDBCert(cert))
+	e := newRFEnv(t, driver, 2048, withDBCert(cert))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(e.log.String())
+		}
+	})
 	const n = 4
 	var sims []*simBMC
 	var names []string

@@ -49,7 +49,7 @@ type JobHost struct {
 // jobRow is one row of jobs.
 type jobRow struct {
 	ID          string     `gorm:"primaryKey;size:32"`
-	Action      string     `gorm:"size:16;not null"`
+	Action      string     `gorm:"size:32;not null"`
 	Via         string     `gorm:"size:16;not null"`
 	Actor       string     `gorm:"size:255;not null"`
 	Replica     string     `gorm:"size:128;not null;index:idx_jobs_replica"`
@@ -168,8 +168,17 @@ func (db *DB) UpdateJobHost(ctx context.Context, id string, seq int, fn func(h *
 	changed := false
 	err := db.write(ctx, func(tx *gorm.DB) error {
 		changed = false
+		// The job's row first: updates of one job's hosts run one at a time,
+		// so the last one sees every other host finished (finishJobs); under
+		// read committed, two concurrent last hosts each saw the other
+		// running and neither finished the job.
+		var j jobRow
+		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Select("id").Where("id = ?", id).Take(&j).Error
+		if err := dbErr(err); err != nil {
+			return err
+		}
 		var r jobHostRow
-		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("job_id = ? AND seq = ?", id, seq).Take(&r).Error
+		err = tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("job_id = ? AND seq = ?", id, seq).Take(&r).Error
 		if err := dbErr(err); err != nil {
 			return err
 		}

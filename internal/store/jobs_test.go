@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,6 +70,48 @@ func TestJobs(t *testing.T) {
 		}
 		if _, err := db.GetJob(ctx, "00aa"); !errors.Is(err, host.ErrNotFound) {
 			t.Errorf("GetJob after delete = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// TestJobFinishesWithConcurrentHosts: when a job's last hosts finish at
+// the same time (one transaction each, as the bulk runner does), the job is
+// marked finished. Without serializing a job's updates, each transaction
+// saw the other's host still running (read committed) and neither finished
+// the job: `--wait` hung on PostgreSQL and MariaDB.
+func TestJobFinishesWithConcurrentHosts(t *testing.T) {
+	each(t, func(t *testing.T, db *store.DB) {
+		const hosts, rounds = 6, 8
+		t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		for r := range rounds {
+			j := store.Job{ID: fmt.Sprintf("cc%02d", r), Action: "secure-boot-enroll", Via: "redfish", Actor: "a", Replica: "a", Created: t0}
+			for i := range hosts {
+				j.Hosts = append(j.Hosts, store.JobHost{Host: fmt.Sprintf("n%d", i), Status: store.JobRunning})
+			}
+			if err := db.CreateJob(ctx, j); err != nil {
+				t.Fatal(err)
+			}
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range hosts {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					if _, err := db.UpdateJobHost(ctx, j.ID, i, func(h *store.JobHost) { h.Status, h.Finished = store.JobDone, t0 }); err != nil {
+						t.Errorf("UpdateJobHost(%s, %d): %v", j.ID, i, err)
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			got, err := db.GetJob(ctx, j.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Finished.IsZero() {
+				t.Fatalf("round %d: every host is done but the job is not finished: %+v", r, got.Hosts)
+			}
 		}
 	})
 }

@@ -29,6 +29,7 @@ var migrations = []migration{
 	{5, "add hosts.labels, host_labels, users; api_tokens for service, personal and session tokens; events.client_addr, events.subject", migrateV5},
 	{6, "index hosts.updated_at (console live updates)", migrateV6},
 	{7, "create jobs, job_hosts, media (bulk jobs and published media shared by replicas)", migrateV7},
+	{8, "widen jobs.action to 32 (secure-boot-enroll)", migrateV8},
 }
 
 // LatestSchema is the schema version this build migrates to.
@@ -493,4 +494,24 @@ func (v7MediaRow) TableName() string { return "media" }
 // media.
 func migrateV7(tx *gorm.DB) error {
 	return createMissing(tx, &v7JobRow{}, &v7JobHostRow{}, &v7MediaRow{})
+}
+
+// v8JobRow is the part of jobs v8 changes, frozen.
+type v8JobRow struct {
+	ID     string `gorm:"primaryKey;size:32"`
+	Action string `gorm:"size:32;not null"`
+}
+
+func (v8JobRow) TableName() string { return "jobs" }
+
+// migrateV8 widens jobs.action from 16 to 32 characters: bulk Secure Boot
+// enrolment jobs are "secure-boot-enroll" (18), which MySQL/MariaDB,
+// PostgreSQL and SQL Server refused. SQLite does not enforce VARCHAR
+// lengths, and altering a column there rebuilds the table: it is left as
+// it is. Re-running the ALTER is harmless (MySQL commits DDL implicitly).
+func migrateV8(tx *gorm.DB) error {
+	if tx.Dialector.Name() == "sqlite" {
+		return nil
+	}
+	return tx.Migrator().AlterColumn(&v8JobRow{}, "Action")
 }

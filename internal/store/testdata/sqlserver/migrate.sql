@@ -91,3 +91,5 @@ SELECT count(*) FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_NAME = @p1 AND TABLE_
 CREATE TABLE "media" ("host_name" nvarchar(63),"pub_id" nvarchar(64) NOT NULL,"data" varbinary(MAX) NOT NULL,"etag" nvarchar(128) NOT NULL,"mod_time" datetimeoffset(6) NOT NULL,"expires_at" datetimeoffset(6) NOT NULL,PRIMARY KEY ("host_name"));
 CREATE INDEX "idx_media_expires_at" ON "media"("expires_at");
 INSERT INTO "schema_migrations" ("version","applied_at") VALUES (@p1,@p2);
+ALTER TABLE "jobs" ALTER COLUMN "action" nvarchar(32) NOT NULL;
+INSERT INTO "schema_migrations" ("version","applied_at") VALUES (@p1,@p2);
